@@ -1,0 +1,31 @@
+"""The evaluation layer: the single source of truth for likelihoods and bounds.
+
+Built on ``poutine.trace`` / ``poutine.replay``; returns per-datum tensors; vectorised over
+particles; chunked over data; runs on the data's device. Training objectives, anomaly scores
+and ArviZ's ``log_likelihood`` group all call these functions.
+"""
+
+from __future__ import annotations
+
+from ppgen.evaluate.bounds import bits_per_dim, dequantization_bound, nll_report
+from ppgen.evaluate.estimators import (
+    ROWS_PER_CHUNK,
+    elbo,
+    log_likelihood,
+    pointwise_log_likelihood,
+)
+from ppgen.evaluate.program import DATA_PLATE, Structure, inspect_structure, resolve
+
+__all__ = [
+    "log_likelihood",
+    "elbo",
+    "pointwise_log_likelihood",
+    "bits_per_dim",
+    "dequantization_bound",
+    "nll_report",
+    "inspect_structure",
+    "resolve",
+    "Structure",
+    "DATA_PLATE",
+    "ROWS_PER_CHUNK",
+]

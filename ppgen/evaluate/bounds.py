@@ -1,0 +1,85 @@
+"""Unit conversions and the bounds the benchmarks report (see BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ppgen.evaluate.estimators import elbo, log_likelihood
+from ppgen.evaluate.program import resolve
+from ppgen.protocol import ModelKind
+
+__all__ = ["bits_per_dim", "dequantization_bound", "nll_report"]
+
+
+def bits_per_dim(nll: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
+    """Convert a negative log-likelihood in nats per datum to bits per dimension.
+
+    Args:
+        nll: nats per datum, ``[N]`` or a scalar.
+        num_dims: dimensions of one datum (64 for 8x8 digits).
+    """
+    return nll / (num_dims * math.log(2.0))
+
+
+def dequantization_bound(
+    log_density: torch.Tensor, num_dims: int, num_levels: int
+) -> torch.Tensor:
+    """Upper bound on the discrete NLL from a continuous density of dequantised data.
+
+    For ``y = (x + u) / K`` with ``u ~ U[0, 1)^D`` (uniform dequantisation),
+    ``-log P(x) <= E_u[-log p(y)] + D log K`` (Theis et al., 2016). Pass ``log p(y)`` for one
+    draw of ``u`` per datum (an unbiased estimate of the expectation) or averaged draws.
+
+    Args:
+        log_density: ``[N]`` continuous log-densities ``log p(y_n)``.
+        num_dims: ``D``.
+        num_levels: ``K`` (17 for digits).
+
+    Returns:
+        ``[N]`` upper bounds on ``-log P(x_n)`` in nats.
+    """
+    return -log_density + num_dims * math.log(num_levels)
+
+
+def nll_report(
+    model: Any,
+    x: Any,
+    guide: Any = None,
+    *,
+    num_particles: int = 1000,
+    batch_size: int | None = None,
+    num_dims: int | None = None,
+) -> dict[str, Any]:
+    """The benchmark numbers for ``x`` under ``model``, in nats per datum (lower is better).
+
+    Exact models: ``nll`` (exact). Latent models: ``elbo`` (the negated ELBO, one particle per
+    datum, closed-form KL where available), ``iwae`` (the negated importance-weighted estimate
+    with ``num_particles``) and ``nll`` = ``iwae``, the headline number.
+
+    Returns:
+        A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
+        ``iwae`` and ``num_particles``.
+    """
+    program = resolve(model, guide)
+    ll = log_likelihood(model, x, guide, num_particles=num_particles, batch_size=batch_size)
+    n = int(ll.shape[0])
+    nll = float(-ll.mean())
+    report: dict[str, Any] = {"nll": nll, "n": n}
+    latent = program.zoo.kind == ModelKind.LATENT if program.zoo else program.guide is not None
+    if latent:
+        e = elbo(model, guide, x, num_particles=1, batch_size=batch_size, analytic_kl=True)
+        report.update(elbo=float(-e.mean()), iwae=nll, num_particles=num_particles)
+    dims = num_dims or _num_dims(program, x)
+    if dims:
+        report["bits_per_dim"] = float(bits_per_dim(nll, dims))
+    return report
+
+
+def _num_dims(program, x) -> int | None:
+    if program.zoo is not None:
+        return math.prod(program.zoo.event_shape)
+    shape = getattr(x, "shape", None)
+    return math.prod(shape[1:]) if shape is not None and len(shape) > 1 else None

@@ -1,0 +1,380 @@
+"""Per-datum log-likelihoods, ELBOs and pointwise log-likelihoods from traces.
+
+The one primitive is a pair of traces: the guide run under a vectorised particle plate, and the
+model replayed against it. Every site's ``log_prob`` is reduced over every dimension but the
+particle plate's and the ``"data"`` plate's, giving ``[K, n]`` tensors; data are processed in
+chunks so that ``K x chunk`` stays within a fixed number of rows, and nothing inside the loop
+synchronises with the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyro
+import torch
+from pyro import poutine
+from torch.distributions import kl_divergence
+
+from ppgen.data.validate import as_tensor
+from ppgen.errors import DataError, ModelError
+from ppgen.evaluate.program import (
+    Program,
+    Structure,
+    check_supports,
+    inspect_structure,
+    resolve,
+    validation_context,
+)
+
+__all__ = ["log_likelihood", "elbo", "pointwise_log_likelihood", "ROWS_PER_CHUNK"]
+
+#: Rows (particles x data) evaluated at once; bounds memory whatever K and N are.
+ROWS_PER_CHUNK = 2**15
+
+PARTICLE_PLATE = "_ppgen_particles"
+
+
+def log_likelihood(
+    model: Any,
+    x: Any,
+    guide: Any = None,
+    *,
+    num_particles: int = 1000,
+    batch_size: int | None = None,
+    differentiable: bool = False,
+    structure: Structure | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Per-datum log-likelihood ``log p(x_n)``: exact, or importance-weighted.
+
+    Exact when the model has no latent sites. Otherwise the importance-weighted estimate
+    ``log (1/K) sum_k p(x_n, z_k) / q(z_k | x_n)`` with ``z_k ~ q(z | x_n)`` — a stochastic
+    lower bound in expectation that tightens as ``K`` grows (Burda et al., 2016).
+
+    Args:
+        model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x, **kwargs)`` with
+            its observations in ``pyro.plate("data", x.shape[0])``.
+        x: data ``[N, ...]`` (array-like; kept on its device).
+        guide: ``guide(x, **kwargs)`` sampling every latent site (zoo models use their own).
+        num_particles: ``K``, the number of importance samples per datum.
+        batch_size: rows of ``x`` per chunk (default: as many as fit ``ROWS_PER_CHUNK``).
+        differentiable: keep the autograd graph (training the IWAE bound); otherwise the
+            computation runs under ``torch.no_grad()``.
+        structure: the program's structure, when the caller has it cached.
+        **kwargs: passed to the programs; tensors with ``N`` rows are chunked with ``x``.
+
+    Returns:
+        ``[N]`` log-likelihoods (nats), on ``x``'s device.
+
+    Example:
+        >>> import torch, pyro, pyro.distributions as dist
+        >>> def model(x):
+        ...     with pyro.plate("data", x.shape[0]):
+        ...         d = dist.Normal(0.0, 1.0).expand([x.shape[0], 2]).to_event(1)
+        ...         pyro.sample("x", d, obs=x)
+        >>> log_likelihood(model, torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+    program, x, structure, checked = _setup(model, guide, x, kwargs, structure)
+    _refuse_global_latents(structure)
+    K = num_particles if structure.latent else 1
+    if differentiable and structure.latent and not structure.reparameterized:
+        raise ModelError(
+            "the importance-weighted bound needs reparameterisable latent sites to train; "
+            "train with the ELBO (which handles discrete sites by score-function gradients)"
+        )
+    rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
+    pchunk = max(1, min(K, ROWS_PER_CHUNK // rows))
+    with _grad(differentiable), validation_context(checked):
+        parts = [
+            _iw_chunk(program, structure, xb, kb, K, pchunk)
+            for xb, kb in _chunks(x, kwargs, rows)
+        ]
+    return torch.cat(parts)
+
+
+def elbo(
+    model: Any,
+    guide: Any,
+    x: Any,
+    *,
+    num_particles: int = 1,
+    batch_size: int | None = None,
+    analytic_kl: bool = False,
+    differentiable: bool = False,
+    structure: Structure | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Per-datum evidence lower bound ``E_q[log p(x_n, z) - log q(z | x_n)]``.
+
+    Args:
+        model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x)``.
+        guide: ``guide(x)`` (``None`` for a zoo model's own guide, or a model without latents).
+        x: data ``[N, ...]``.
+        num_particles: Monte Carlo samples averaged per datum.
+        batch_size: rows per chunk.
+        analytic_kl: use the closed-form ``KL(q || p)`` for latent sites where one is
+            registered (e.g. Gaussian guide and Gaussian prior), Monte Carlo elsewhere.
+        differentiable: keep the graph; non-reparameterisable latent sites then add a
+            score-function surrogate whose value is zero, so the result is unchanged.
+        structure: cached program structure.
+        **kwargs: passed to the programs.
+
+    Returns:
+        ``[N]`` ELBO values (nats).
+    """
+    program, x, structure, checked = _setup(model, guide, x, kwargs, structure)
+    _refuse_global_latents(structure)
+    K = num_particles
+    rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
+    with _grad(differentiable), validation_context(checked):
+        parts = [
+            _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable)
+            for xb, kb in _chunks(x, kwargs, rows)
+        ]
+    return torch.cat(parts)
+
+
+def pointwise_log_likelihood(
+    model: Any,
+    x: Any,
+    posterior_samples: dict[str, torch.Tensor],
+    *,
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """``log p(x_n | theta_s)`` for every posterior draw ``s`` and datum ``n``: ``[S, N]``.
+
+    This is ArviZ's ``log_likelihood`` group (LOO, WAIC). Each draw conditions the model's
+    latent sites; only observed sites count.
+
+    Args:
+        model: a Pyro program ``model(x)`` (or a zoo model).
+        x: data ``[N, ...]``.
+        posterior_samples: ``{site: [S, *site_shape]}``; local sites (in the data plate) carry
+            their ``N`` rows in their data dimension.
+        batch_size: rows of ``x`` per chunk.
+        **kwargs: passed to the program.
+
+    Returns:
+        ``[S, N]`` log-likelihoods.
+    """
+    if not posterior_samples:
+        raise ModelError("posterior_samples is empty: pass {site name: [S, ...] draws}")
+    S = _num_draws(posterior_samples)
+    first = {k: v[0] for k, v in posterior_samples.items()}
+    program, x, structure, checked = _setup(model, None, x, kwargs, None, given=first)
+    rows = batch_size or max(1, ROWS_PER_CHUNK // S)
+    with torch.no_grad(), validation_context(checked):
+        parts = [
+            _pointwise_chunk(program, structure, xb, kb, posterior_samples, sl)
+            for (xb, kb), sl in zip(_chunks(x, kwargs, rows), _slices(x.shape[0], rows))
+        ]
+    return torch.cat(parts, dim=1)
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def _setup(model, guide, x, kwargs, structure, given=None):
+    program = resolve(model, guide)
+    x = _prepare_data(program, x)
+    if structure is None:
+        structure = inspect_structure(program, x, kwargs, given)
+    checked = program.zoo is not None or check_supports(structure, x)
+    if given:
+        program = Program(program.model, None, program.source)
+    return program, x, structure, checked
+
+
+def _prepare_data(program: Program, x: Any) -> torch.Tensor:
+    if program.zoo is not None:
+        return program.zoo.check_data(x)
+    x = as_tensor(x)
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise DataError(f"data of shape {tuple(x.shape)} has no rows: pass [N, ...] with N >= 1")
+    return x
+
+
+def _refuse_global_latents(structure: Structure) -> None:
+    if structure.global_latent:
+        raise ModelError(
+            f"latent sites {structure.global_latent} are outside the 'data' plate, so "
+            "p(x_n) does not factor over data; move per-datum latents into the plate, or "
+            "condition on posterior draws with pointwise_log_likelihood"
+        )
+
+
+def _grad(differentiable: bool):
+    return contextlib.nullcontext() if differentiable else torch.no_grad()
+
+
+def _num_draws(samples: dict[str, torch.Tensor]) -> int:
+    sizes = {v.shape[0] for v in samples.values()}
+    if len(sizes) != 1:
+        raise ModelError(f"posterior samples disagree on the number of draws: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _slices(n: int, rows: int) -> Iterator[slice]:
+    for start in range(0, n, rows):
+        yield slice(start, min(n, start + rows))
+
+
+def _chunks(x: torch.Tensor, kwargs: dict[str, Any], rows: int):
+    n = x.shape[0]
+    for sl in _slices(n, rows):
+        kb = {k: _slice_if_batched(v, n, sl) for k, v in kwargs.items()}
+        yield x[sl], kb
+
+
+def _slice_if_batched(value: Any, n: int, sl: slice) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value[sl]
+    return value
+
+
+# ---------------------------------------------------------------------------- traces
+
+
+def _vectorized(fn: Callable, K: int, structure: Structure, device: torch.device) -> Callable:
+    def wrapped(*args, **kwargs):
+        with pyro.plate(PARTICLE_PLATE, K, dim=-(structure.nesting + 1), device=device):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def _traces(program: Program, structure: Structure, xb, kb, K: int):
+    guide_tr = None
+    if program.guide is not None and structure.latent:
+        guide = _vectorized(program.guide, K, structure, xb.device)
+        guide_tr = poutine.trace(guide).get_trace(xb, **kb)
+    model = _vectorized(program.model, K, structure, xb.device)
+    if guide_tr is not None:
+        model = poutine.replay(model, trace=guide_tr)
+    model_tr = poutine.trace(model).get_trace(xb, **kb)
+    return guide_tr, model_tr
+
+
+def _per_datum(lp: torch.Tensor, structure: Structure, K: int, n: int, name: str) -> torch.Tensor:
+    """Reduce a site's batch-shaped log-density to ``[K, n]``."""
+    total = structure.nesting + 1
+    if lp.dim() > total:
+        raise ModelError(
+            f"site {name!r} has batch dimensions outside any plate (log_prob shape "
+            f"{tuple(lp.shape)}): declare per-datum dimensions with .to_event(...)"
+        )
+    lp = lp.reshape((1,) * (total - lp.dim()) + tuple(lp.shape))
+    data = total + structure.data_dim
+    others = [d for d in range(1, total) if d != data]
+    if others:
+        lp = lp.sum(others, keepdim=True)
+    return lp.reshape(lp.shape[0], lp.shape[data]).expand(K, n)
+
+
+def _site_sum(trace, names: list[str], structure: Structure, K: int, n: int) -> torch.Tensor:
+    total = 0.0
+    for name in names:
+        site = trace.nodes[name]
+        lp = site["fn"].log_prob(site["value"])
+        lp = _scaled(lp, site)
+        total = total + _per_datum(lp, structure, K, n, name)
+    return total
+
+
+def _scaled(lp: torch.Tensor, site: dict) -> torch.Tensor:
+    mask = site.get("mask")
+    if mask is not None and mask is not True:
+        lp = lp * mask if isinstance(mask, torch.Tensor) else lp * float(mask)
+    scale = site.get("scale", 1.0)
+    return lp if (isinstance(scale, float) and scale == 1.0) else lp * scale
+
+
+# ---------------------------------------------------------------------------- chunks
+
+
+def _iw_chunk(program, structure, xb, kb, K: int, pchunk: int) -> torch.Tensor:
+    n = xb.shape[0]
+    parts = [
+        _log_weights(program, structure, xb, kb, k, n)
+        for k in _particle_sizes(K, pchunk)
+    ]
+    log_w = torch.cat(parts, dim=0)
+    return torch.logsumexp(log_w, dim=0) - math.log(K)
+
+
+def _particle_sizes(K: int, pchunk: int) -> list[int]:
+    return [min(pchunk, K - start) for start in range(0, K, pchunk)]
+
+
+def _log_weights(program, structure, xb, kb, K: int, n: int) -> torch.Tensor:
+    guide_tr, model_tr = _traces(program, structure, xb, kb, K)
+    log_p = _site_sum(model_tr, structure.observed + structure.latent, structure, K, n)
+    if not structure.latent:
+        return log_p
+    return log_p - _site_sum(guide_tr, structure.latent, structure, K, n)
+
+
+def _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable) -> torch.Tensor:
+    n = xb.shape[0]
+    guide_tr, model_tr = _traces(program, structure, xb, kb, K)
+    value = _site_sum(model_tr, structure.observed, structure, K, n)
+    for name in structure.latent:
+        value = value - _kl_term(model_tr.nodes[name], guide_tr.nodes[name], structure, K, n,
+                                 analytic_kl)
+    if differentiable and not structure.reparameterized:
+        value = _with_score_function(value, guide_tr, structure, K, n)
+    return value.mean(0)
+
+
+def _kl_term(p_site, q_site, structure, K, n, analytic: bool) -> torch.Tensor:
+    """``log q(z) - log p(z)`` at the sample, or the closed-form KL where registered."""
+    name = q_site["name"]
+    if analytic:
+        try:
+            kl = kl_divergence(q_site["fn"], p_site["fn"])
+        except NotImplementedError:
+            kl = None
+        if kl is not None and kl.shape == q_site["fn"].batch_shape:
+            return _per_datum(_scaled(kl, p_site), structure, K, n, name)
+    log_q = _scaled(q_site["fn"].log_prob(q_site["value"]), q_site)
+    log_p = _scaled(p_site["fn"].log_prob(p_site["value"]), p_site)
+    return _per_datum(log_q, structure, K, n, name) - _per_datum(log_p, structure, K, n, name)
+
+
+def _with_score_function(value, guide_tr, structure, K, n) -> torch.Tensor:
+    """Add ``log q(z) * stop_grad(elbo)`` minus its own value: the REINFORCE surrogate."""
+    score = 0.0
+    for name in structure.latent:
+        site = guide_tr.nodes[name]
+        if not getattr(site["fn"], "has_rsample", False):
+            score = score + _per_datum(site["fn"].log_prob(site["value"]), structure, K, n, name)
+    surrogate = score * value.detach()
+    return value + surrogate - surrogate.detach()
+
+
+def _pointwise_chunk(program, structure, xb, kb, samples, rows: slice) -> torch.Tensor:
+    S = _num_draws(samples)
+    data = {k: _given_value(v, structure, k, rows) for k, v in samples.items()}
+    model = poutine.condition(program.model, data=data)
+    model = _vectorized(model, S, structure, xb.device)
+    trace = poutine.trace(model).get_trace(xb, **kb)
+    return _site_sum(trace, structure.observed, structure, S, xb.shape[0])
+
+
+def _given_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):
+    """Reshape draws ``[S, *shape]`` to broadcast against the particle plate."""
+    if name not in structure.given:
+        return value
+    batch_rank, local = structure.given[name]
+    pad = structure.nesting - batch_rank
+    value = value.reshape((value.shape[0],) + (1,) * pad + tuple(value.shape[1:]))
+    if local:
+        dim = structure.nesting + 1 + structure.data_dim
+        value = value.narrow(dim, rows.start, rows.stop - rows.start)
+    return value
