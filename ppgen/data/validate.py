@@ -75,7 +75,7 @@ def validate(
             f"{tuple(event_shape)}: reshape the data or build the model for this shape"
         )
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).any(dim=tuple(range(1, t.dim()))).sum()) if t.dim() > 1 else 0
+        bad = int((~torch.isfinite(t)).reshape(t.shape[0], -1).any(dim=1).sum())
         raise DataError(
             f"{name} contains NaN or infinite values ({bad} rows affected): "
             "drop or impute them before fitting or scoring"
