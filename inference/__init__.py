@@ -1,5 +1,13 @@
-"""Inference routines (installed as ``ppgen.inference``): objectives and drivers."""
+"""Inference routines (installed as ``ppgen.inference``): objectives and drivers.
+
+Objectives are loss objects the shared training engine runs (:class:`ppgen.objective.Objective`);
+every likelihood or bound they need comes from the evaluation layer (:mod:`ppgen.evaluate`).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ppgen.inference.likelihood import MaximumLikelihood
+from ppgen.inference.registry import OBJECTIVES, make_objective
+from ppgen.inference.variational import ELBO, IWAE
+
+__all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective"]

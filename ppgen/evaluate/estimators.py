@@ -47,6 +47,7 @@ def log_likelihood(
     batch_size: int | None = None,
     differentiable: bool = False,
     structure: Structure | None = None,
+    check: bool = True,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Per-datum log-likelihood ``log p(x_n)``: exact, or importance-weighted.
@@ -65,6 +66,8 @@ def log_likelihood(
         differentiable: keep the autograd graph (training the IWAE bound); otherwise the
             computation runs under ``torch.no_grad()``.
         structure: the program's structure, when the caller has it cached.
+        check: validate ``x`` first (shape, finiteness, support). Training objectives pass
+            ``False`` for batches of data the engine validated once up front.
         **kwargs: passed to the programs; tensors with ``N`` rows are chunked with ``x``.
 
     Returns:
@@ -79,7 +82,7 @@ def log_likelihood(
         >>> log_likelihood(model, torch.zeros(3, 2)).shape
         torch.Size([3])
     """
-    program, x, structure, checked = _setup(model, guide, x, kwargs, structure)
+    program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
     K = num_particles if structure.latent else 1
     if differentiable and structure.latent and not structure.reparameterized:
@@ -107,6 +110,7 @@ def elbo(
     analytic_kl: bool = False,
     differentiable: bool = False,
     structure: Structure | None = None,
+    check: bool = True,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Per-datum evidence lower bound ``E_q[log p(x_n, z) - log q(z | x_n)]``.
@@ -122,12 +126,13 @@ def elbo(
         differentiable: keep the graph; non-reparameterisable latent sites then add a
             score-function surrogate whose value is zero, so the result is unchanged.
         structure: cached program structure.
+        check: validate ``x`` first (see :func:`log_likelihood`).
         **kwargs: passed to the programs.
 
     Returns:
         ``[N]`` ELBO values (nats).
     """
-    program, x, structure, checked = _setup(model, guide, x, kwargs, structure)
+    program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
     K = num_particles
     rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
@@ -180,8 +185,10 @@ def pointwise_log_likelihood(
 # ---------------------------------------------------------------------------- set-up
 
 
-def _setup(model, guide, x, kwargs, structure, given=None):
+def _setup(model, guide, x, kwargs, structure, given=None, check=True):
     program = resolve(model, guide)
+    if not check:
+        return program, x, structure or inspect_structure(program, x, kwargs, given), True
     x = _prepare_data(program, x)
     if structure is None:
         structure = inspect_structure(program, x, kwargs, given)
