@@ -72,12 +72,17 @@ class GenerativeModel(pyro.nn.PyroModule):
         name: the CLI and checkpoint name (the class name in kebab case unless set).
         data_site: the name of the observed sample site.
         default_objective: the name of the training objective ``ppgen.fit`` uses by default.
+        fit_defaults: training-engine options that reach the model's benchmark number
+            (``epochs``, ``lr``, ...); ``ppgen.fit`` and the CLI start from them.
+        objective_defaults: options of the default objective (e.g. ``num_particles``).
     """
 
     kind: ClassVar[ModelKind] = ModelKind.EXACT
     name: ClassVar[str] = "generative-model"
     data_site: ClassVar[str] = "x"
     default_objective: ClassVar[str] = "mle"
+    fit_defaults: ClassVar[dict[str, Any]] = {}
+    objective_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
