@@ -1,0 +1,354 @@
+"""The ``ppgen`` command line: ``fit``, ``evaluate``, ``sample`` and ``demo``.
+
+Every command has ``--help``; a user mistake (bad arguments, unreadable data, a broken
+checkpoint) exits with code 2 and one line on stderr; a training run that diverges exits 1.
+Results that scripts need are written as JSON/CSV, so nothing has to parse the printed tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line (``ppgen fit: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ppgen`` argument parser with its sub-commands."""
+    parser = _Parser(
+        prog="ppgen",
+        description="Probabilistic programming for deep generative models.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_fit(sub)
+    _add_evaluate(sub)
+    _add_sample(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _version() -> str:
+    from ppgen import __version__
+
+    return f"ppgen {__version__}"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _add_fit(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="train a model and save it",
+        description="Train a zoo model on bundled or user data; writes DIR/model.pt, "
+        "DIR/history.csv and DIR/metrics.json. Defaults are each model's benchmark settings.",
+    )
+    p.add_argument("model", nargs="?", help="model name in kebab case (see --list)")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--data", default="digits", help="digits (default), a toy name, or a .npy/.csv")
+    p.add_argument(
+        "--representation",
+        choices=["categorical", "binary", "continuous"],
+        help="how to represent the data (digits default: categorical)",
+    )
+    p.add_argument("--out", help="output folder (required unless --list)")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int, help="data per step")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    p.add_argument("--objective", help="training objective (mle, elbo, iwae, closed-form)")
+    p.add_argument("--particles", type=int, help="particles of the objective (elbo/iwae)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model constructor option, e.g. --set latent_dim=8 (JSON values)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_common(p)
+    p.set_defaults(run=_cmd_fit)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a saved model on a data split",
+        description="Print the test (or train/val) NLL table of a model written by `ppgen fit` "
+        "and write DIR/eval-<split>.json (nats per datum, lower is better).",
+    )
+    p.add_argument("dir", help="folder written by `ppgen fit`")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--particles", type=int, default=1000, help="K for latent models (1000)")
+    p.add_argument("--batch-size", type=int, help="rows per evaluation chunk")
+    _add_common(p)
+    p.set_defaults(run=_cmd_evaluate)
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="draw samples from a saved model",
+        description="Draw samples; writes a PNG (image grid or 2-D scatter) and optionally .npy.",
+    )
+    p.add_argument("dir", help="folder written by `ppgen fit` (or a model.pt file)")
+    p.add_argument("-n", "--num-samples", type=int, default=64, help="number of samples (64)")
+    p.add_argument("--out", default=None, help="PNG path (default DIR/samples.png)")
+    p.add_argument("--npy", default=None, help="also save the samples to this .npy file")
+    _add_common(p)
+    p.set_defaults(run=_cmd_sample)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the main job: baselines and a VAE on the bundled digits",
+        description="Train the discrete baselines and a VAE on the bundled digits, print the "
+        "test NLL table, and write sample grids, training curves, a latent plot and a report.",
+    )
+    p.add_argument("--out", default="ppgen-demo", help="output folder (default ./ppgen-demo)")
+    p.add_argument("--epochs", type=int, help="VAE epochs (default: fits in about 3 minutes)")
+    p.add_argument("--particles", type=int, default=1000, help="K of the IWAE estimate (1000)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_common(p)
+    p.set_defaults(run=_cmd_demo)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import ppgen.models  # noqa: F401  (fills the registry)
+    from ppgen.protocol import registered_models
+
+    if args.list:
+        return _print_models(registered_models())
+    if not args.model:
+        raise _Usage("a model name is required (see ppgen fit --list)")
+    if not args.out:
+        raise _Usage("--out DIR is required")
+    return _fit(args)
+
+
+def _print_models(models: dict) -> int:
+    width = max((len(name) for name in models), default=0)
+    for name, cls in models.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:<{width}}  {cls.kind.value:<8}  {doc[0] if doc else ''}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import ppgen
+    from ppgen.data import load_data
+    from ppgen.protocol import model_class
+
+    cls = model_class(args.model)
+    data = load_data(args.data, args.representation, seed=args.seed)
+    model = cls.for_data(data.info, **_parse_sets(args.set))
+    spec = {"spec": str(args.data), "representation": args.representation, "seed": args.seed}
+    extra = {"data": spec, "info": data.info.to_dict()}
+    start = time.perf_counter()
+    history = ppgen.fit(
+        model, data.train, data.val, objective=args.objective,
+        objective_options=_objective_options(args), epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
+        seed=args.seed, out_dir=args.out, resume=args.resume or None,
+        progress=not args.no_progress, extra=extra,
+    )
+    metrics = _fit_metrics(model, history, time.perf_counter() - start, extra)
+    _write_json(Path(args.out) / "metrics.json", metrics)
+    print(f"trained {model.name} for {len(history)} epochs; best val loss "
+          f"{_fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
+    return 0
+
+
+def _objective_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    return None if args.particles is None else {"num_particles": args.particles}
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _Usage(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _fit_metrics(model, history, seconds: float, extra: dict) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "config": model.get_config(),
+        "num_parameters": model.num_parameters(),
+        "epochs": len(history),
+        "best_epoch": history.best_epoch,
+        "best_val_loss": history.best_val,
+        "seconds": seconds,
+        **extra,
+    }
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ppgen.devices import resolve_device
+    from ppgen.evaluate import nll_report
+
+    model, extra = _load_run(args.dir)
+    device = resolve_device(args.device)
+    x = _run_data(extra, args.dir).split(args.split).to(device)
+    model.to(device).eval()
+    report = nll_report(model, x, num_particles=args.particles, batch_size=args.batch_size)
+    report.update(model=model.name, split=args.split, data=extra.get("data"))
+    _write_json(Path(args.dir) / f"eval-{args.split}.json", report)
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"{report['model']} on the {report['split']} split (n = {report['n']}), "
+          "nats per datum, lower is better")
+    for key in ("nll", "elbo", "iwae", "bits_per_dim", "num_particles"):
+        if key in report:
+            print(f"  {key:<14} {_fmt(report[key])}")
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ppgen.devices import resolve_device
+
+    if args.num_samples < 1:
+        raise _Usage("-n must be at least 1")
+    model, extra = _load_run(args.dir)
+    model.to(resolve_device(args.device)).eval()
+    torch.manual_seed(args.seed)
+    samples = model.sample(args.num_samples).cpu()
+    out = Path(args.out) if args.out else _run_folder(args.dir) / "samples.png"
+    _plot_samples(samples, extra, out, model.name)
+    if args.npy:
+        np.save(args.npy, samples.numpy())
+    print(f"wrote {args.num_samples} samples to {out}" + (f" and {args.npy}" if args.npy else ""))
+    return 0
+
+
+def _plot_samples(samples, extra: dict, out: Path, name: str) -> None:
+    from ppgen import plots
+
+    info = extra.get("info") or {}
+    shape = info.get("image_shape")
+    if shape:
+        top = (info.get("num_levels") or 2) - 1 if info.get("likelihood") != "continuous" else 1
+        fig = plots.image_grid(samples, tuple(shape), vmax=top, title=f"{name} samples")
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        fig = plots.points_scatter(samples, title=f"{name} samples")
+    else:
+        raise _Usage(f"samples of shape {tuple(samples.shape[1:])} have no picture; use --npy")
+    plots.save(fig, out)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ppgen.demo import run_demo
+
+    run_demo(
+        args.out, epochs=args.epochs, num_particles=args.particles, device=args.device,
+        seed=args.seed, progress=not args.no_progress,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Usage(Exception):
+    """A command-line mistake: printed on one line, exit code 2."""
+
+
+def _run_folder(path: str) -> Path:
+    p = Path(path)
+    return p.parent if p.suffix == ".pt" else p
+
+
+def _load_run(path: str):
+    from ppgen.api import load
+    from ppgen.checkpoint import read_checkpoint
+
+    file = Path(path) if Path(path).suffix == ".pt" else Path(path) / "model.pt"
+    extra = read_checkpoint(file).get("extra") or {}
+    return load(file), extra
+
+
+def _run_data(extra: dict, where: str):
+    from ppgen.data import load_data
+
+    spec = extra.get("data")
+    if not spec:
+        raise _Usage(f"{where} records no data set (it was not written by `ppgen fit`)")
+    return load_data(spec["spec"], spec.get("representation"), seed=spec.get("seed", 0))
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ppgen`` command line; returns the exit code."""
+    from ppgen.errors import PpgenError, TrainingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    prog = f"ppgen {args.command}"
+    try:
+        return args.run(args)
+    except TrainingError as err:
+        print(f"{prog}: training failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (PpgenError, _Usage) as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
