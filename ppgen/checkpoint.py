@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pickle
@@ -188,9 +187,7 @@ def _check_format(payload: Any, path: PathLike) -> None:
             f"{str(path)!r} has checkpoint version {version!r}; this ppgen reads versions "
             f"<= {VERSION}: upgrade ppgen"
         )
-    if not isinstance(payload.get("model"), str) or not isinstance(
-        payload.get("state_dict"), dict
-    ):
+    if not isinstance(payload.get("model"), str) or not isinstance(payload.get("state_dict"), dict):
         raise CheckpointError(f"{str(path)!r} is damaged: 'model' or 'state_dict' is missing")
 
 
@@ -233,16 +230,18 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> GenerativeModel:
 
 
 def _build(name: str, config: dict, path: PathLike) -> GenerativeModel:
-    """Instantiate the registered class ``name`` from its config."""
-    # The zoo registers its classes when ``ppgen.models`` is imported. Core modules must not
-    # import the families layer at import time (layering rule), so it is imported here, lazily.
-    importlib.import_module("ppgen.models")
+    """Instantiate the registered class ``name`` from its config.
+
+    The zoo registers its classes when ``ppgen.models`` is imported; the core never imports the
+    families (layering rule), so ``ppgen.load`` (face) imports them before calling this.
+    """
     try:
         cls = model_class(name)
     except PpgenError as err:
         raise CheckpointError(
             f"{str(path)!r} holds a {name!r} model, but no model class of that name is "
-            f"registered ({err}). Import the module that defines it before loading"
+            f"registered ({err}). Load with ppgen.load, or import the module that defines it "
+            "before loading"
         ) from None
     try:
         return cls.from_config(config)

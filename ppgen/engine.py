@@ -140,11 +140,18 @@ def train(
         CheckpointError: ``resume`` without a usable checkpoint for this model and objective.
 
     Example:
-        >>> history = train(model, objective, x_train, x_val, epochs=50, patience=5)  # doctest: +SKIP
+        >>> history = train(model, objective, x_train, x_val, patience=5)  # doctest: +SKIP
         >>> history.best_epoch, history.best_val  # doctest: +SKIP
     """
     settings = _Settings(
-        epochs, batch_size, lr, optimizer, weight_decay, max_grad_norm, patience, seed,
+        epochs,
+        batch_size,
+        lr,
+        optimizer,
+        weight_decay,
+        max_grad_norm,
+        patience,
+        seed,
         lr_schedule,
     )
     settings.check(train, val, out_dir, resume)
@@ -173,7 +180,9 @@ class _Settings:
 
     def check(self, train: Any, val: Any, out_dir: Any, resume: bool) -> None:
         """Refuse unusable options with a message that names the fix."""
-        _require(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        _require(
+            _is_int(self.epochs) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}"
+        )
         _require(
             _is_int(self.batch_size) and self.batch_size >= 1,
             f"batch_size must be >= 1, got {self.batch_size!r}",
@@ -182,9 +191,13 @@ class _Settings:
         _check_data(train, "train")
         if val is not None:
             _check_data(val, "val")
-        _require(out_dir is not None or not resume, "resume=True needs out_dir (where to resume from)")
+        _require(
+            out_dir is not None or not resume, "resume=True needs out_dir (where to resume from)"
+        )
         if self.patience is not None and val is None:
-            logger.warning("patience=%s ignored: early stopping needs validation data", self.patience)
+            logger.warning(
+                "patience=%s ignored: early stopping needs validation data", self.patience
+            )
 
     def _check_optimisation(self) -> None:
         rates = self.lr.values() if isinstance(self.lr, dict) else [self.lr]
@@ -193,7 +206,10 @@ class _Settings:
             self.optimizer in OPTIMIZERS,
             f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}",
         )
-        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        _require(
+            self.weight_decay == 0 or _is_positive(self.weight_decay),
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
         _require(
             self.max_grad_norm is None or _is_positive(self.max_grad_norm),
             f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}",
@@ -215,7 +231,9 @@ class _Settings:
                 "weight_decay": self.weight_decay,
                 "max_grad_norm": self.max_grad_norm,
                 "seed": self.seed,
-                "lr_schedule": schedule if schedule is None or isinstance(schedule, str) else "callable",
+                "lr_schedule": schedule
+                if schedule is None or isinstance(schedule, str)
+                else "callable",
             },
             sort_keys=True,
         )
@@ -261,8 +279,10 @@ def _make_optimizers(
 ) -> dict[str, torch.optim.Optimizer]:
     """One optimiser per parameter group of the objective."""
     rates = settings.lr if isinstance(settings.lr, dict) else dict.fromkeys(groups, settings.lr)
-    missing = set(groups) - set(rates)
-    _require(not missing, f"lr has no rate for parameter group(s) {sorted(missing)}; groups: {list(groups)}")
+    _require(
+        set(rates) == set(groups),
+        f"lr must give one rate per parameter group {sorted(groups)}, got {sorted(rates)}",
+    )
     optimizers = {}
     for name, params in groups.items():
         params = [p for p in params if p.requires_grad]
@@ -312,14 +332,6 @@ def _clone_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 # =========================================================================== the run
-class _Diverged(Exception):
-    """Internal: an epoch produced non-finite values (``what`` names them)."""
-
-    def __init__(self, what: list[str]) -> None:
-        super().__init__(", ".join(what))
-        self.what = what
-
-
 @dataclass
 class _Run:
     """One training run: the model, its optimisers, the data and the run's state."""
@@ -377,8 +389,16 @@ class _Run:
     def fit(self, progress: bool) -> History:
         """Run the remaining epochs, restore the best state and write ``model.pt``."""
         epochs = self.settings.epochs
-        logger.info("training %s for epochs %d..%d on %s", self.model.name, self.epoch + 1, epochs, self.device)
-        with tqdm(total=epochs, initial=self.epoch, disable=None if progress else True, unit="epoch") as bar:
+        logger.info(
+            "training %s for epochs %d..%d on %s",
+            self.model.name,
+            self.epoch + 1,
+            epochs,
+            self.device,
+        )
+        with tqdm(
+            total=epochs, initial=self.epoch, disable=None if progress else True, unit="epoch"
+        ) as bar:
             while self.epoch < epochs and not self.stopped():
                 record = self.run_epoch(self.epoch + 1)
                 bar.update(1)
@@ -433,7 +453,9 @@ class _Run:
         sums: dict[str, torch.Tensor] = {}
         for index in order.split(self.settings.batch_size):
             batch = self.train[index]
-            metrics = self.objective.step(self.model, batch, self.optimizers, self.settings.max_grad_norm)
+            metrics = self.objective.step(
+                self.model, batch, self.optimizers, self.settings.max_grad_norm
+            )
             for name, value in metrics.items():
                 weighted = value.detach() * len(index)
                 sums[name] = sums[name] + weighted if name in sums else weighted
@@ -456,7 +478,9 @@ class _Run:
             total = total + losses.sum()
         return total / len(self.val)
 
-    def summarise(self, metrics: dict[str, torch.Tensor], val_loss: torch.Tensor | None) -> dict[str, float]:
+    def summarise(
+        self, metrics: dict[str, torch.Tensor], val_loss: torch.Tensor | None
+    ) -> dict[str, float]:
         """The epoch's numbers on the host: the one synchronisation of the epoch."""
         named = {f"train_{k}": v for k, v in metrics.items()}
         if val_loss is not None:
@@ -522,7 +546,11 @@ class _Run:
         if self.out_dir is not None:
             training = {"objective": self.objective.get_config(), **history.to_dict()}
             training.pop("records")
-            save_model(self.model, self.out_dir / "model.pt", extra={**(self.extra or {}), "training": training})
+            save_model(
+                self.model,
+                self.out_dir / "model.pt",
+                extra={**(self.extra or {}), "training": training},
+            )
         logger.info("training done: %d epochs, best epoch %s", len(history), history.best_epoch)
         return history
 
@@ -572,7 +600,9 @@ class _Run:
         """Refuse a checkpoint of another format, model, config or objective."""
         path = self.checkpoint_path
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{str(path)!r} is not a ppgen training checkpoint: cannot resume")
+            raise CheckpointError(
+                f"{str(path)!r} is not a ppgen training checkpoint: cannot resume"
+            )
         mine = self.identity()
         for key in ("model", "model_config", "objective_config"):
             if payload.get(key) != mine[key]:
@@ -584,7 +614,9 @@ class _Run:
         if payload.get("settings") != mine["settings"]:
             logger.warning(
                 "resuming with different settings (was %s, now %s): the result will differ from "
-                "an uninterrupted run", payload.get("settings"), mine["settings"],
+                "an uninterrupted run",
+                payload.get("settings"),
+                mine["settings"],
             )
 
 

@@ -50,7 +50,9 @@ class History:
         return iter(self.records)
 
     def __repr__(self) -> str:
-        return f"History(epochs={len(self)}, best_epoch={self.best_epoch}, best_val={self.best_val})"
+        return (
+            f"History(epochs={len(self)}, best_epoch={self.best_epoch}, best_val={self.best_val})"
+        )
 
     def append(self, record: Record) -> None:
         """Add one epoch's record."""
