@@ -171,7 +171,7 @@ def _read_csv(path: Path) -> np.ndarray:
 
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Non-blank rows with their 1-based line numbers."""
+    """Rows with their 1-based line numbers, blank lines left out (``,,`` is not blank)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             rows = list(enumerate(csv.reader(f), start=1))
@@ -180,7 +180,7 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
             f"{path.name} is not a readable text CSV file ({err}): save it as "
             "UTF-8 comma-separated numbers"
         ) from err
-    return [(line, cells) for line, cells in rows if any(c.strip() for c in cells)]
+    return [(line, cells) for line, cells in rows if len(cells) > 1 or (cells and cells[0].strip())]
 
 
 def _is_number(cell: str) -> bool:
@@ -214,12 +214,13 @@ def _parse_cell(
     except ValueError:
         pass
     column = f"column {col + 1}" + (f" ({header[col]!r})" if header else "")
-    what = "is empty" if not cell.strip() else f"is not a number: {cell.strip()!r}"
-    hint = "; a header line must hold only column names" if first else ""
-    raise DataError(
-        f"{file}: line {line}, {column} {what}: fill in or drop missing values and convert "
-        f"text columns to numbers{hint}"
-    )
+    if not cell.strip():
+        problem, fix = "is empty", "fill in or drop rows with missing values"
+    else:
+        problem, fix = f"is not a number: {cell.strip()!r}", "convert text columns to numbers"
+    if first:
+        fix += "; a header line must hold only column names"
+    raise DataError(f"{file}: line {line}, {column} {problem}: {fix}")
 
 
 def _infer_num_levels(t: torch.Tensor) -> int:

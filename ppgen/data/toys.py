@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from types import MappingProxyType
+from typing import Any
 
 import torch
 
@@ -119,7 +120,7 @@ def load_toy(
     return DataSplits(train=train, val=val, test=test, info=info)
 
 
-def _lookup(table: MappingProxyType, name: str):
+def _lookup(table: MappingProxyType[str, Any], name: str) -> Any:
     if name not in table:
         raise DataError(f"unknown toy {name!r}: use one of {', '.join(toy_names())}")
     return table[name]
