@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ppgen.models.discrete import (
+    FullJoint,
+    IndependentBernoulli,
+    IndependentCategorical,
+    MarkovChain,
+)
+
+__all__ = ["IndependentBernoulli", "IndependentCategorical", "FullJoint", "MarkovChain"]
