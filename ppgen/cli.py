@@ -167,7 +167,8 @@ def _fit(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     data = load_data(args.data, args.representation, seed=args.seed)
     model = cls.for_data(data.info, **_parse_sets(args.set))
-    spec = {"spec": str(args.data), "representation": args.representation, "seed": args.seed}
+    representation = args.representation or data.info.representation or None
+    spec = {"spec": str(args.data), "representation": representation, "seed": args.seed}
     extra = {"data": spec, "info": data.info.to_dict()}
     start = time.perf_counter()
     history = ppgen.fit(
@@ -179,7 +180,7 @@ def _fit(args: argparse.Namespace) -> int:
     )
     metrics = _fit_metrics(model, history, time.perf_counter() - start, extra)
     _write_json(Path(args.out) / "metrics.json", metrics)
-    print(f"trained {model.name} for {len(history)} epochs; best val loss "
+    print(f"trained {model.name} ({len(history)} epochs); best val loss "
           f"{_fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
     return 0
 

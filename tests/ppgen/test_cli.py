@@ -1,0 +1,90 @@
+"""The ``ppgen`` command line, run in-process: files written, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ppgen.cli import main
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "mc"
+    assert main(["fit", "markov-chain", "--data", "digits", "--out", str(out)]) == 0
+    return out
+
+
+def test_fit_writes_model_history_and_metrics(fitted):
+    assert {"model.pt", "history.csv", "metrics.json"} <= {p.name for p in fitted.iterdir()}
+    metrics = json.loads((fitted / "metrics.json").read_text())
+    assert metrics["model"] == "markov-chain"
+    assert metrics["num_parameters"] == 16 + 63 * 17 * 16
+    assert metrics["data"] == {"spec": "digits", "representation": "categorical", "seed": 0}
+
+
+def test_evaluate_writes_json_with_benchmark_nll(fitted, capsys):
+    assert main(["evaluate", str(fitted)]) == 0
+    report = json.loads((fitted / "eval-test.json").read_text())
+    assert report["n"] == 447
+    assert abs(report["nll"] - 101.8) < 0.5
+    assert "nll" in capsys.readouterr().out
+
+
+def test_sample_writes_png_and_npy(fitted, tmp_path):
+    png, npy = tmp_path / "grid.png", tmp_path / "s.npy"
+    assert main(["sample", str(fitted), "-n", "9", "--out", str(png), "--npy", str(npy)]) == 0
+    assert png.stat().st_size > 0
+    samples = np.load(npy)
+    assert samples.shape == (9, 64) and samples.min() >= 0 and samples.max() <= 16
+
+
+def test_list_names_the_models(capsys):
+    assert main(["fit", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "markov-chain" in out and "independent-categorical" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "no-such-model", "--out", "x"], "unknown model 'no-such-model'"),
+        (["fit", "markov-chain"], "--out DIR is required"),
+        (["fit"], "a model name is required"),
+        (["fit", "markov-chain", "--epochs", "ten", "--out", "x"], "invalid int value"),
+        (["fit", "markov-chain", "--data", "missing.npy", "--out", "x"], "missing.npy"),
+        (["evaluate", "no/such/dir"], "no/such/dir"),
+        (["sample", "no/such/dir", "-n", "0"], "-n must be at least 1"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_mistakes_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(main(argv))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_a_clean_error(tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint at all")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt" in err and "Traceback" not in err
+
+
+def test_fit_user_csv_and_set_options(tmp_path):
+    rng = np.random.default_rng(0)
+    data = (rng.random((60, 5)) < 0.3).astype(int)
+    path = tmp_path / "bits.csv"
+    np.savetxt(path, data, fmt="%d", delimiter=",")
+    out = tmp_path / "run"
+    argv = ["fit", "independent-bernoulli", "--data", str(path), "--representation", "binary",
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["evaluate", str(out), "--split", "val"]) == 0
+    assert json.loads((out / "eval-val.json").read_text())["n"] == 9
