@@ -24,6 +24,7 @@ from ppgen.errors import DataError, ModelError
 from ppgen.evaluate.program import (
     Program,
     Structure,
+    batch_dims_message,
     check_supports,
     inspect_structure,
     resolve,
@@ -289,6 +290,8 @@ def _site_sum(trace, names: list[str], structure: Structure, K: int, n: int) -> 
     for name in names:
         site = trace.nodes[name]
         lp = site["fn"].log_prob(site["value"])
+        if lp.shape != site["fn"].batch_shape:  # the value broadcast the distribution
+            raise ModelError(batch_dims_message(name, lp.shape))
         lp = _scaled(lp, site)
         total = total + _per_datum(lp, structure, K, n, name)
     return total

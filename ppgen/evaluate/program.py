@@ -102,6 +102,8 @@ def inspect_structure(
 ) -> Structure:
     """Trace the program pair once on the first row of ``x`` and read off its structure.
 
+    With ``given`` values the trace runs on all of ``x`` (local given sites have ``N`` rows).
+
     Args:
         program: the model/guide pair.
         x: data ``[N, ...]`` (only the first row is used).
@@ -114,15 +116,18 @@ def inspect_structure(
             observed site outside the data plate, or a program that fails to run.
         ImplicitModelError: a site whose distribution has no density.
     """
-    x1 = x[:1]
-    kw1 = {k: v[:1] if _is_batched(v, x) else v for k, v in kwargs.items()}
     given = given or {}
+    # Given draws of local sites carry all N rows, so their trace needs all of x.
+    rows = x.shape[0] if given else 1
+    x1 = x[:rows]
+    kw1 = {k: v[:rows] if _is_batched(v, x) else v for k, v in kwargs.items()}
     if given:
         program = Program(poutine.condition(program.model, data=given), program.guide, program)
     guide_tr, model_tr = _trace_once(program, x1, kw1)
     nesting = _plate_nesting([guide_tr, model_tr] if guide_tr else [model_tr])
     observed, latent = _split_sites(model_tr, set(given))
     _check_sites(program, model_tr, guide_tr, observed, latent)
+    _check_batch_ranks(model_tr, observed + latent, nesting)
     data_dim = _data_dim(model_tr, observed)
     reparam = all(getattr(guide_tr.nodes[n]["fn"], "has_rsample", False) for n in latent)
     supports = {n: model_tr.nodes[n]["fn"].support for n in observed}
@@ -158,8 +163,14 @@ def _trace_once(program: Program, x1: torch.Tensor, kw1: dict[str, Any]):
         msg = f"a sample site has no density ({err}); {SAMPLE_METRICS_HINT}"
         raise ImplicitModelError(msg) from err
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
+        hint = ""
+        if "Shape mismatch inside plate" in str(err):
+            hint = (
+                " (a site's batch shape disagrees with its plates: declare per-datum "
+                "dimensions with .to_event(...) and keep the 'data' plate leftmost)"
+            )
         raise ModelError(
-            f"running the model program on data of shape {tuple(x1.shape)} failed: {err}"
+            f"running the model program on data of shape {tuple(x1.shape)} failed{hint}: {err}"
         ) from err
     return guide_tr, model_tr
 
@@ -210,6 +221,22 @@ def _check_sites(program, model_tr, guide_tr, observed, latent) -> None:
             raise ModelError(f"the guide does not sample the latent sites {missing}")
 
 
+def _check_batch_ranks(trace: poutine.Trace, names: list[str], nesting: int) -> None:
+    for name in names:
+        batch_shape = trace.nodes[name]["fn"].batch_shape
+        if len(batch_shape) > nesting:
+            raise ModelError(batch_dims_message(name, batch_shape))
+
+
+def batch_dims_message(name: str, shape: Any) -> str:
+    """The error for a site with batch dimensions that no plate declares."""
+    return (
+        f"site {name!r} has batch dimensions outside any plate (batch shape "
+        f"{tuple(shape)}): declare per-datum dimensions with .to_event(...) and put every "
+        "other batch dimension in a plate"
+    )
+
+
 def _base(fn: Any) -> Any:
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
@@ -241,10 +268,10 @@ def check_supports(structure: Structure, x: torch.Tensor, name: str = "data") ->
     Raises:
         DataError: some values of ``x`` lie outside the support of the likelihood.
     """
-    if len(structure.supports) != 1:
-        return False  # several observed sites: each sees its own part of x
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} contains NaN or infinite values: drop or impute them")
+    if len(structure.supports) != 1:
+        return False  # several observed sites: each sees its own part of x
     for site, support in structure.supports.items():
         try:
             ok = support.check(x)
