@@ -8,5 +8,6 @@ from ppgen.models.discrete import (
     IndependentCategorical,
     MarkovChain,
 )
+from ppgen.models.vae import VAE
 
-__all__ = ["IndependentBernoulli", "IndependentCategorical", "FullJoint", "MarkovChain"]
+__all__ = ["IndependentBernoulli", "IndependentCategorical", "FullJoint", "MarkovChain", "VAE"]
