@@ -74,7 +74,7 @@ def training_curves(history: History, *, title: str | None = None) -> Figure:
     fig = Figure(figsize=(5.5, 3.5))
     ax = fig.subplots()
     epochs = history.column("epoch")
-    for name in history.columns():
+    for name in history.columns:
         if name.endswith("loss"):
             ax.plot(epochs, history.column(name), label=name.replace("_", " "))
     if history.best_epoch is not None:
