@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
 from ppgen.models.discrete import (
     FullJoint,
     IndependentBernoulli,
     IndependentCategorical,
     MarkovChain,
 )
+from ppgen.models.made import MADE
+from ppgen.models.nade import NADE, RNADE
 from ppgen.models.vae import VAE
 
-__all__ = ["IndependentBernoulli", "IndependentCategorical", "FullJoint", "MarkovChain", "VAE"]
+__all__ = [
+    "IndependentBernoulli",
+    "IndependentCategorical",
+    "FullJoint",
+    "MarkovChain",
+    "VAE",
+    "AutoregressiveModel",
+    "FVSBN",
+    "NADE",
+    "RNADE",
+    "MADE",
+]
