@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ppgen.data.validate import validate
+from ppgen.distributions import DiscretizedLogisticMixtureHead, FactorizedDistribution
 from ppgen.errors import ModelError
 from ppgen.protocol import GenerativeModel, ModelKind
 
@@ -40,7 +41,6 @@ __all__ = [
     "VAE_LIKELIHOODS",
     "INPUT_ENCODINGS",
     "CATEGORICAL_HEADS",
-    "logistic_mixture_logits",
     "mlp",
 ]
 
@@ -75,35 +75,6 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def logistic_mixture_logits(
-    weight_logits: torch.Tensor, loc: torch.Tensor, raw_scale: torch.Tensor, num_levels: int
-) -> torch.Tensor:
-    """Normalised log-probabilities ``[..., K]`` of a discretised mixture of logistics.
-
-    Level ``k`` gets the mass of ``(k - 1/2, k + 1/2]`` (the end levels take the tails), in
-    units where the levels are ``0..K-1`` (Salimans et al., 2017, PixelCNN++).
-
-    Args:
-        weight_logits, loc, raw_scale: ``[..., M]`` mixture logits, locations in units of
-            ``(K - 1) / 2`` around the middle level, and pre-softplus scales.
-        num_levels: ``K``.
-    """
-    half = (num_levels - 1) / 2
-    mu = (half + half * loc).unsqueeze(-2)  # [..., 1, M]
-    inv_s = 1.0 / (F.softplus(raw_scale) + 0.05).unsqueeze(-2)
-    edges = torch.arange(num_levels + 1, device=loc.device, dtype=loc.dtype) - 0.5
-    edges[0], edges[-1] = -1e4, num_levels - 1 + 1e4  # the end levels take the tails
-    e = (edges.unsqueeze(-1) - mu) * inv_s  # [..., K + 1, M] standardised bin edges
-    # log(sigmoid(b) - sigmoid(a)) = log(1 - exp(a - b)) - softplus(a) - softplus(-b); for
-    # unit-width bins a - b = -1/s, and the end bins (a - b = -inf) get log(1) = 0
-    interior = torch.ones(num_levels, 1, device=loc.device, dtype=loc.dtype)
-    interior[0], interior[-1] = 0.0, 0.0
-    width = torch.log(-torch.expm1(-inv_s)) * interior  # [..., K, M]
-    log_mass = width - F.softplus(e[..., :-1, :]) - F.softplus(-e[..., 1:, :])
-    log_w = torch.log_softmax(weight_logits, dim=-1).unsqueeze(-2)
-    return torch.logsumexp(log_w + log_mass, dim=-1)
-
-
 class VAE(GenerativeModel):
     """Variational autoencoder with a diagonal-Gaussian encoder and an MLP decoder.
 
@@ -114,7 +85,8 @@ class VAE(GenerativeModel):
 
     The categorical logits come either straight from the decoder (``"softmax"``: ``K`` free
     logits per dimension) or from a discretised mixture of ``M`` logistics per dimension
-    (``"logistic"``: ``3 M`` outputs per dimension, see :func:`logistic_mixture_logits`). The
+    (``"logistic"``: ``3 M`` outputs per dimension, the autoregressive models' head
+    :class:`~ppgen.distributions.DiscretizedLogisticMixtureHead`). The
     second is still a categorical distribution over ``0..K-1`` but shares strength between
     neighbouring levels, which generalises far better on ordinal data such as pixel
     intensities: about 4 nats per image on the digits benchmark.
@@ -144,6 +116,18 @@ class VAE(GenerativeModel):
 
     kind = ModelKind.LATENT
     default_objective = "iwae"
+    #: the recipe that reaches the digits benchmark (IWAE-1000 test NLL <= 91 nats/image):
+    #: IWAE with 5 particles, AdamW with strong weight decay, early stopping on the
+    #: importance-weighted validation NLL (K = 20)
+    fit_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 0.1,
+        "batch_size": 100,
+        "epochs": 300,
+        "patience": 30,
+    }
+    objective_defaults: ClassVar[dict[str, Any]] = {"num_particles": 5, "validation_particles": 20}
 
     def __init__(
         self,
@@ -171,6 +155,11 @@ class VAE(GenerativeModel):
         self.min_scale = min_scale
         self.categorical_head = categorical_head
         self.num_components = num_components
+        self._head = (
+            DiscretizedLogisticMixtureHead(num_levels, num_components)
+            if likelihood == "categorical" and categorical_head == "logistic"
+            else None
+        )
         hidden = self.hidden_dims
         self.encoder = mlp([self._input_size(), *hidden, 2 * latent_dim], dropout)
         self.decoder = mlp([latent_dim, *hidden[::-1], self._output_size()], dropout)
@@ -184,8 +173,8 @@ class VAE(GenerativeModel):
         return self.num_dims
 
     def _output_size(self) -> int:
-        if self.likelihood == "categorical" and self.categorical_head == "logistic":
-            return self.num_dims * 3 * self.num_components
+        if self._head is not None:
+            return self.num_dims * self._head.num_params
         if self.likelihood == "categorical":
             return self.num_dims * self.num_levels
         if self.likelihood == "gaussian":
@@ -221,10 +210,9 @@ class VAE(GenerativeModel):
         """
         h = self.decoder(z)
         batch = h.shape[:-1]
-        if self.likelihood == "categorical" and self.categorical_head == "logistic":
-            params = h.reshape(*batch, self.num_dims, 3, self.num_components).unbind(-2)
-            logits = logistic_mixture_logits(*params, self.num_levels)
-            return dist.Categorical(logits=logits).to_event(1)
+        if self._head is not None:
+            params = h.reshape(*batch, self.num_dims, self._head.num_params)
+            return FactorizedDistribution(self._head, params)
         if self.likelihood == "categorical":
             logits = h.reshape(*batch, self.num_dims, self.num_levels)
             return dist.Categorical(logits=logits).to_event(1)
@@ -277,7 +265,10 @@ class VAE(GenerativeModel):
         probabilities; Gaussian: the location.
         """
         with _eval_mode(self):
-            fn = self.likelihood_fn(z.to(self.device)).base_dist
+            fn = self.likelihood_fn(z.to(self.device))
+        if isinstance(fn, FactorizedDistribution):
+            return fn.mean
+        fn = fn.base_dist
         if self.likelihood == "categorical":
             probs = fn.probs
             levels = torch.arange(self.num_levels, device=probs.device, dtype=probs.dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ppgen.distributions.autoregressive import AutoregressiveDistribution
+from ppgen.distributions.factorized import FactorizedDistribution
 from ppgen.distributions.heads import (
     HEADS,
     BernoulliHead,
@@ -21,6 +22,7 @@ __all__ = [
     "TabularJoint",
     "MarkovChainDistribution",
     "AutoregressiveDistribution",
+    "FactorizedDistribution",
     "Head",
     "BernoulliHead",
     "CategoricalHead",

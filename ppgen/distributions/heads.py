@@ -77,6 +77,15 @@ class Head:
         """Network input of values: ``x [...]`` -> ``[..., F]`` in ``dtype``."""
         return x.to(dtype).unsqueeze(-1)
 
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """``E[x | params]``: ``params [..., P]`` -> ``[...]``.
+
+        Heads over levels sum ``k p(k)`` over every level; the others override this.
+        """
+        levels = torch.arange(self.num_levels, device=params.device)
+        log_p = self.log_prob(params.unsqueeze(-2), levels)  # [..., K]
+        return (log_p.exp() * levels.to(log_p.dtype)).sum(-1)
+
     def value_dtype(self, float_dtype: torch.dtype) -> torch.dtype:
         """The dtype of values: ``long`` for discrete heads, ``float_dtype`` otherwise."""
         return torch.long if self.is_discrete else float_dtype
@@ -103,6 +112,9 @@ class BernoulliHead(Head):
     def sample(self, params: torch.Tensor) -> torch.Tensor:
         probs = torch.sigmoid(params[..., 0])
         return torch.bernoulli(probs.detach())
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params[..., 0])
 
 
 class CategoricalHead(Head):
@@ -242,6 +254,10 @@ class GaussianMixtureHead(Head):
     def sample(self, params: torch.Tensor) -> torch.Tensor:
         log_w, loc, scale = self._split(params.detach())
         return _mixture_draw(log_w, loc, scale.log(), torch.randn)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        log_w, loc, _ = self._split(params)
+        return (log_w.exp() * loc).sum(-1)
 
     def __repr__(self) -> str:
         return f"GaussianMixtureHead(num_components={self.num_components})"
