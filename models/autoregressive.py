@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyro
 import torch
 from torch import nn
 
@@ -31,7 +30,7 @@ from ppgen.data.validate import validate
 from ppgen.distributions.autoregressive import AutoregressiveDistribution
 from ppgen.distributions.heads import HEADS, Head, make_head
 from ppgen.errors import ModelError
-from ppgen.protocol import GenerativeModel, ModelKind
+from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
 
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
@@ -50,7 +49,7 @@ DATA_KINDS = {
 DISCRETE_HEADS = {"categorical": "categorical", "bernoulli": "bernoulli"}
 
 
-class AutoregressiveModel(GenerativeModel, register=False):
+class AutoregressiveModel(DistributionModel, register=False):
     """Shared program, data checks and ``for_data`` of the autoregressive zoo models.
 
     Subclasses set :attr:`likelihoods` and :attr:`data_heads`, store ``num_dims``,
@@ -89,25 +88,6 @@ class AutoregressiveModel(GenerativeModel, register=False):
     def distribution(self) -> AutoregressiveDistribution:
         """The distribution of one datum: batch ``[]``, event ``[D]``."""
         return AutoregressiveDistribution(self.net, self.head, self.event_shape)
-
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
-        """The generative program: ``x ~ distribution()`` for every row, in the ``"data"`` plate.
-
-        Args:
-            x: observed data ``[N, D]``, or ``None`` to generate.
-            num_samples: ``N`` when generating (default 1).
-
-        Returns:
-            ``x`` (observed or generated), ``[N, D]``.
-        """
-        n = x.shape[0] if x is not None else (num_samples or 1)
-        with pyro.plate("data", n, device=self.device):
-            return pyro.sample("x", self.distribution().expand([n]), obs=x)
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``[D]``: one flat datum."""
-        return torch.Size([self.num_dims])
 
     @torch.no_grad()
     def log_prob_per_dim(self, x: Any) -> torch.Tensor:

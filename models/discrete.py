@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -38,7 +37,7 @@ from ppgen.distributions.markov import MarkovChainDistribution
 from ppgen.distributions.tabular import TabularJoint, mixed_radix_index
 from ppgen.errors import ModelError
 from ppgen.evaluate import log_likelihood
-from ppgen.protocol import GenerativeModel, ModelKind
+from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
 
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
@@ -64,7 +63,7 @@ DEFAULT_ALPHA = 0.5
 MAX_TABLE_CELLS = 2**24
 
 
-class _CountModel(GenerativeModel, register=False):
+class _CountModel(DistributionModel, register=False):
     """Shared program, data checks and closed-form fitting of the count-based baselines.
 
     Subclasses set ``num_dims`` and ``num_levels`` and implement :meth:`distribution`,
@@ -76,30 +75,6 @@ class _CountModel(GenerativeModel, register=False):
     likelihood: ClassVar[str] = "categorical"
     num_dims: int
     num_levels: int
-
-    # ----------------------------------------------------------------- the program
-    def distribution(self) -> dist.TorchDistribution:
-        """The distribution of one datum: batch ``[]``, event ``[n]``."""
-        raise NotImplementedError
-
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
-        """The generative program: ``x ~ distribution()`` for every row, in the ``"data"`` plate.
-
-        Args:
-            x: observed data ``[N, n]``, or ``None`` to generate.
-            num_samples: ``N`` when generating (default 1).
-
-        Returns:
-            ``x`` (observed or generated), ``[N, n]``.
-        """
-        n = x.shape[0] if x is not None else (num_samples or 1)
-        with pyro.plate("data", n, device=self.device):
-            return pyro.sample("x", self.distribution().expand([n]), obs=x)
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``[n]``: one flat datum."""
-        return torch.Size([self.num_dims])
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:

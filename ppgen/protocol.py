@@ -26,7 +26,14 @@ from ppgen.errors import ModelError
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
 
-__all__ = ["GenerativeModel", "ModelKind", "registered_models", "model_class", "kebab_case"]
+__all__ = [
+    "GenerativeModel",
+    "DistributionModel",
+    "ModelKind",
+    "registered_models",
+    "model_class",
+    "kebab_case",
+]
 
 _REGISTRY: dict[str, type[GenerativeModel]] = {}
 
@@ -173,3 +180,36 @@ class GenerativeModel(pyro.nn.PyroModule):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+
+
+class DistributionModel(GenerativeModel, register=False):
+    """A model whose data are i.i.d. draws of one distribution over flat data ``[D]``.
+
+    Subclasses store ``num_dims`` and implement :meth:`distribution`; the program puts that
+    distribution in the ``"data"`` plate as the one observed site ``"x"``.
+    """
+
+    num_dims: int
+
+    def distribution(self) -> Any:
+        """The distribution of one datum: batch ``[]``, event ``[D]``."""
+        raise NotImplementedError
+
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+        """The generative program: ``x ~ distribution()`` for every row, in the ``"data"`` plate.
+
+        Args:
+            x: observed data ``[N, D]``, or ``None`` to generate.
+            num_samples: ``N`` when generating (default 1).
+
+        Returns:
+            ``x`` (observed or generated), ``[N, D]``.
+        """
+        n = x.shape[0] if x is not None else (num_samples or 1)
+        with pyro.plate("data", n, device=self.device):
+            return pyro.sample(self.data_site, self.distribution().expand([n]), obs=x)
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """``[D]``: one flat datum."""
+        return torch.Size([self.num_dims])
