@@ -128,7 +128,7 @@ def _add_demo(sub) -> None:
         "test NLL table, and write sample grids, training curves, a latent plot and a report.",
     )
     p.add_argument("--out", default="ppgen-demo", help="output folder (default ./ppgen-demo)")
-    p.add_argument("--epochs", type=int, help="VAE epochs (default: fits in about 3 minutes)")
+    p.add_argument("--epochs", type=int, help="VAE epochs (default: the benchmark recipe)")
     p.add_argument("--particles", type=int, default=1000, help="K of the IWAE estimate (1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(p)

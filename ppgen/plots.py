@@ -98,6 +98,8 @@ def latent_scatter(
     hue = None if labels is None else np.asarray(torch.as_tensor(labels).cpu())
     sns.scatterplot(x=pts[:, 0], y=pts[:, 1], hue=hue, palette="tab10", s=12, ax=ax,
                     legend="full" if hue is not None else False)
+    if hue is not None:
+        sns.move_legend(ax, "center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     name = "z" if z.shape[1] <= 2 else "PC"
     ax.set_xlabel(f"{name} 1")
     ax.set_ylabel(f"{name} 2")
