@@ -59,6 +59,14 @@ class AutoregressiveModel(DistributionModel, register=False):
 
     kind = ModelKind.EXACT
     default_objective = "mle"
+    #: what trains the autoregressive models well on the digits: strong L2, early stopping
+    fit_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 150,
+        "batch_size": 100,
+        "lr": 3e-3,
+        "weight_decay": 1e-2,
+        "patience": 10,
+    }
     #: the heads this model accepts (a subset of :data:`~ppgen.distributions.heads.HEADS`)
     likelihoods: ClassVar[tuple[str, ...]] = HEADS
     #: ``DataInfo.likelihood`` -> head used by :meth:`for_data`

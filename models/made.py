@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -166,13 +166,6 @@ class MADE(AutoregressiveModel):
     }
     #: digits (categorical): test NLL 91.5 nats in about 40 s on one CPU thread (order-agnostic
     #: training matters: raster order only gives 101.8)
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 150,
-        "batch_size": 100,
-        "lr": 3e-3,
-        "weight_decay": 1e-2,
-        "patience": 10,
-    }
 
     def __init__(
         self,

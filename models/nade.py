@@ -108,13 +108,6 @@ class NADE(_NADEBase):
     likelihoods = ("bernoulli", "categorical", "logistic-mixture")
     #: digits (categorical): test NLL 91.1 nats after 100 epochs (about 45 s on one CPU
     #: thread) with hidden_dim=250
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 150,
-        "batch_size": 100,
-        "lr": 3e-3,
-        "weight_decay": 1e-2,
-        "patience": 10,
-    }
 
     def __init__(
         self,
@@ -161,13 +154,7 @@ class RNADE(_NADEBase):
     likelihoods = ("gaussian-mixture",)
     data_heads: ClassVar[dict[str, str]] = {"continuous": "gaussian-mixture"}
     #: dequantised digits: discrete bound (BENCHMARKS.md) 119.8 nats in about 30 s
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 100,
-        "batch_size": 100,
-        "lr": 3e-3,
-        "weight_decay": 1e-2,
-        "patience": 10,
-    }
+    fit_defaults: ClassVar[dict[str, Any]] = {**AutoregressiveModel.fit_defaults, "epochs": 100}
 
     def __init__(
         self,
