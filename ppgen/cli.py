@@ -1,4 +1,4 @@
-"""The ``ppgen`` command line: ``fit``, ``evaluate``, ``sample`` and ``demo``.
+"""The ``ppgen`` command line: ``fit``, ``evaluate``, ``sample``, ``demo``, ``posterior``.
 
 Every command has ``--help``; a user mistake (bad arguments, unreadable data, a broken
 checkpoint) exits with code 2 and one line on stderr; a training run that diverges exits 1.
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_sample(sub)
     _add_demo(sub)
+    _add_posterior(sub)
     return parser
 
 
@@ -133,6 +134,27 @@ def _add_demo(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_common(p)
     p.set_defaults(run=_cmd_demo)
+
+
+def _add_posterior(sub) -> None:
+    p = sub.add_parser(
+        "posterior",
+        help="posterior of your own Pyro model program, with ArviZ diagnostics",
+        description="Run MCMC (or VI) on FUNCTION in FILE.py called as FUNCTION(data); writes "
+        "DIR/posterior.nc (ArviZ InferenceData), DIR/report.txt and diagnostic PNGs.",
+    )
+    p.add_argument("spec", metavar="FILE.py:FUNCTION", help="the model program to analyse")
+    p.add_argument("--data", required=True, help="observed data, a .npy or .csv file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--method", choices=["nuts", "hmc", "svi"], default="nuts")
+    p.add_argument("--guide", choices=["normal", "mvn", "flow"], default="normal",
+                   help="variational family for --method svi (normal)")
+    p.add_argument("--samples", type=int, default=1000, help="draws per chain (1000)")
+    p.add_argument("--warmup", type=int, help="warm-up steps per chain (default: --samples)")
+    p.add_argument("--chains", type=int, default=4, help="number of chains (4)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(run=_cmd_posterior)
 
 
 # --------------------------------------------------------------------------- commands
@@ -281,6 +303,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed, progress=not args.no_progress,
     )
     return 0
+
+
+def _cmd_posterior(args: argparse.Namespace) -> int:
+    import torch
+
+    from ppgen import analysis
+    from ppgen.data import load_array
+
+    if args.samples < 1 or args.chains < 1:
+        raise _Usage("--samples and --chains must be at least 1")
+    model = _load_program(args.spec)
+    x = load_array(args.data, "continuous").to(torch.get_default_dtype())
+    idata = analysis.posterior(
+        model, x, method=args.method, guide=args.guide, num_samples=args.samples,
+        num_warmup=args.samples if args.warmup is None else args.warmup,
+        num_chains=args.chains, seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(str(out / "posterior.nc"))
+    text = analysis.report(idata)
+    (out / "report.txt").write_text(text)
+    figures = [] if args.no_plots else analysis.plot_all(idata, out)
+    print(text, end="")
+    print(f"wrote {out}/posterior.nc, {out}/report.txt and {len(figures)} figures")
+    return 0
+
+
+def _load_program(spec: str):
+    import importlib.util
+
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path.endswith(".py") or not name.isidentifier():
+        raise _Usage(f"expected FILE.py:FUNCTION, got {spec!r}")
+    if not Path(path).is_file():
+        raise _Usage(f"no such file: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"_ppgen_user_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: report any failure on one line
+        raise _Usage(f"importing {path} failed: {type(err).__name__}: {err}") from err
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise _Usage(f"{path} defines no function {name!r}")
+    return fn
 
 
 # --------------------------------------------------------------------------- helpers
