@@ -31,7 +31,9 @@ from ppgen.protocol import model_class  # noqa: E402
 
 #: which models run on which representation
 SUITE = {
-    "categorical": ["independent-categorical", "markov-chain", "vae", "fvsbn", "nade", "made"],
+    "categorical": [
+        "independent-categorical", "markov-chain", "vae", "fvsbn", "nade", "made", "pixelcnn",
+    ],
     "binary": ["independent-bernoulli", "markov-chain", "vae", "fvsbn", "nade", "made"],
 }
 
@@ -44,6 +46,7 @@ REFERENCES = {
     ("categorical", "fvsbn"): 86.4,
     ("categorical", "nade"): 86.4,
     ("categorical", "made"): 86.4,
+    ("categorical", "pixelcnn"): 86.4,
 }
 
 

@@ -11,6 +11,7 @@ from ppgen.models.discrete import (
 )
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
+from ppgen.models.pixelcnn import PixelCNN
 from ppgen.models.vae import VAE
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "NADE",
     "RNADE",
     "MADE",
+    "PixelCNN",
 ]

@@ -373,8 +373,29 @@ def _pointwise_chunk(program, structure, xb, kb, samples, rows: slice) -> torch.
     data = {k: _given_value(v, structure, k, rows) for k, v in samples.items()}
     model = poutine.condition(program.model, data=data)
     model = _vectorized(model, S, structure, xb.device)
-    trace = poutine.trace(model).get_trace(xb, **kb)
+    try:
+        trace = poutine.trace(model).get_trace(xb, **kb)
+    except (RuntimeError, ValueError):
+        # A program written for unbatched parameters (``X @ w`` with ``w: [D]``) cannot run
+        # all draws at once: score the draws one at a time instead.
+        return torch.cat([_pointwise_draw(program, structure, xb, kb, samples, s, rows)
+                          for s in range(S)])
     return _site_sum(trace, structure.observed, structure, S, xb.shape[0])
+
+
+def _pointwise_draw(program, structure, xb, kb, samples, s: int, rows: slice) -> torch.Tensor:
+    """``log p(x_n | theta_s)`` for one draw, the program run as written: ``[1, n]``."""
+    data = {k: _draw_value(v[s], structure, k, rows) for k, v in samples.items()}
+    trace = poutine.trace(poutine.condition(program.model, data=data)).get_trace(xb, **kb)
+    return _site_sum(trace, structure.observed, structure, 1, xb.shape[0])
+
+
+def _draw_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):
+    """One draw ``[*shape]``, restricted to the chunk's rows for a local site."""
+    if name not in structure.given or not structure.given[name][1]:
+        return value
+    dim = structure.given[name][0] + structure.data_dim
+    return value.narrow(dim, rows.start, rows.stop - rows.start)
 
 
 def _given_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):

@@ -1057,3 +1057,33 @@ def test_ppca_on_cuda_stays_on_the_data_device(ppca, ppca_x):
         normal_normal_model, x[:, 0], {"mu": torch.zeros(3, device=cuda, dtype=F64)}
     )
     assert pw.device.type == "cuda" and pw.shape == (3, x.shape[0])
+
+
+def test_pointwise_falls_back_to_one_draw_at_a_time_for_unbatched_programs():
+    """``X @ w`` breaks under the vectorised draws plate; the result must not change."""
+    torch.manual_seed(0)
+    X, y = torch.randn(9, 3), torch.randn(9)
+
+    def regression(y, X):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y", dist.Normal(X @ w, 1.0), obs=y)
+
+    draws = {"w": torch.randn(4, 3)}
+    got = pointwise_log_likelihood(regression, y, draws, batch_size=4, X=X)
+    expected = dist.Normal(draws["w"] @ X.T, 1.0).log_prob(y)
+    assert got.shape == (4, 9)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_pointwise_fallback_slices_local_draws():
+    def local(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            loc = torch.stack([z, z]).sum(0) / 2  # fine unbatched, also batched
+            pyro.sample("x", dist.Normal(loc @ torch.eye(loc.shape[-1]), 1.0), obs=x)
+
+    x = torch.randn(6)
+    draws = {"z": torch.randn(3, 6)}
+    got = pointwise_log_likelihood(local, x, draws, batch_size=4)
+    assert torch.allclose(got, dist.Normal(draws["z"], 1.0).log_prob(x), atol=1e-5)
