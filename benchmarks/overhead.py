@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.distributions import Normal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,6 +31,7 @@ from common import write_results  # noqa: E402
 import ppgen  # noqa: E402
 from ppgen.data import load_digits  # noqa: E402
 from ppgen.devices import resolve_device  # noqa: E402
+from ppgen.distributions import DiscretizedLogisticMixtureHead  # noqa: E402
 from ppgen.engine import train  # noqa: E402
 from ppgen.evaluate import ROWS_PER_CHUNK  # noqa: E402
 from ppgen.inference import make_objective  # noqa: E402
@@ -48,10 +48,10 @@ def hand_log_weights(vae: VAE, x: torch.Tensor, K: int) -> torch.Tensor:
 
 
 def log_px(vae: VAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    logits = vae.decoder(z).reshape(*z.shape[:-1], vae.num_dims, vae.num_levels)
-    logp = F.log_softmax(logits, dim=-1)
-    index = x.expand(*z.shape[:-1], vae.num_dims).unsqueeze(-1)
-    return logp.gather(-1, index).squeeze(-1).sum(-1)
+    """``log p(x | z)`` of the VAE's default decoder (discretised logistic mixture) by hand."""
+    head = DiscretizedLogisticMixtureHead(vae.num_levels, vae.num_components)
+    params = vae.decoder(z).reshape(*z.shape[:-1], vae.num_dims, head.num_params)
+    return head.log_prob(params, x).sum(-1)
 
 
 def hand_loss(vae: VAE, x: torch.Tensor, objective) -> torch.Tensor:
