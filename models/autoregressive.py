@@ -256,8 +256,8 @@ class FVSBN(AutoregressiveModel):
     """
 
     likelihoods = ("bernoulli", "categorical")
-    #: digits (categorical): test NLL 91.7 nats in about 30 s on one CPU thread; the strong
-    #: L2 penalty matters (weight_decay 1e-4 gives 99.6)
+    #: digits recipe (a cosine schedule and strong L2 matter);
+    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
     fit_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 150,
         "batch_size": 100,

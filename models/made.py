@@ -164,8 +164,8 @@ class MADE(AutoregressiveModel):
         "bernoulli": "bernoulli",
         "continuous": "gaussian-mixture",
     }
-    #: digits (categorical): test NLL 91.5 nats in about 40 s on one CPU thread (order-agnostic
-    #: training matters: raster order only gives 101.8)
+    #: order-agnostic training over several masks matters on digits;
+    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
 
     def __init__(
         self,

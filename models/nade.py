@@ -106,8 +106,7 @@ class NADE(_NADEBase):
     """
 
     likelihoods = ("bernoulli", "categorical", "logistic-mixture")
-    #: digits (categorical): test NLL 91.1 nats after 100 epochs (about 45 s on one CPU
-    #: thread) with hidden_dim=250
+    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
 
     def __init__(
         self,
@@ -153,7 +152,7 @@ class RNADE(_NADEBase):
 
     likelihoods = ("gaussian-mixture",)
     data_heads: ClassVar[dict[str, str]] = {"continuous": "gaussian-mixture"}
-    #: dequantised digits: discrete bound (BENCHMARKS.md) 119.8 nats in about 30 s
+    #: for dequantised (continuous) data; no benchmark script covers RNADE yet
     fit_defaults: ClassVar[dict[str, Any]] = {**AutoregressiveModel.fit_defaults, "epochs": 100}
 
     def __init__(

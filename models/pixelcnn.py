@@ -247,11 +247,8 @@ class PixelCNN(AutoregressiveModel):
 
     name = "pixelcnn"
     likelihoods = ("bernoulli", "categorical", "logistic-mixture")
-    #: digits (categorical, train[:1000]): test NLL 79.1 nats (78.9 in another run of the
-    #: same settings) with the constructor's defaults (64 channels, 6 gated layers, dropout
-    #: 0.3); 40 epochs take 6-8 minutes on one shared CPU thread. At 32 channels and 5
-    #: layers the logistic-mixture head ties the categorical one (80.1 vs 80.1) and the
-    #: original masked convolutions (gated=False) give 83.3.
+    #: the digits recipe (gated stacks, dropout, cosine schedule);
+    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
     fit_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 40,
         "batch_size": 100,
