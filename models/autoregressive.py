@@ -35,7 +35,15 @@ from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
 
-__all__ = ["AutoregressiveModel", "ConditionalNet", "MaskedLinear", "FVSBN", "DATA_KINDS"]
+__all__ = [
+    "AutoregressiveModel",
+    "ConditionalNet",
+    "MaskedLinear",
+    "FVSBN",
+    "DATA_KINDS",
+    "TrainingDropout",
+    "training_step",
+]
 
 #: The data representation (``ppgen.data.validate`` likelihood) each head models.
 DATA_KINDS = {
@@ -47,6 +55,23 @@ DATA_KINDS = {
 
 #: ``DataInfo.likelihood`` -> head, for models of discrete data.
 DISCRETE_HEADS = {"categorical": "categorical", "bernoulli": "bernoulli"}
+
+
+def training_step(module: nn.Module) -> bool:
+    """Whether ``module`` is being trained right now: training mode *and* gradients enabled.
+
+    Stochastic regularisers (dropout, MADE's mask cycle) switch on only then, so evaluation
+    without gradients (``ppgen.log_likelihood``, validation, sampling) is deterministic in
+    either module mode.
+    """
+    return module.training and torch.is_grad_enabled()
+
+
+class TrainingDropout(nn.Dropout):
+    """Dropout only during a :func:`training_step`."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(h) if training_step(self) else h
 
 
 class AutoregressiveModel(DistributionModel, register=False):

@@ -31,7 +31,12 @@ from torch import nn
 from ppgen.distributions.autoregressive import AutoregressiveDistribution
 from ppgen.distributions.heads import Head
 from ppgen.errors import ModelError
-from ppgen.models.autoregressive import AutoregressiveModel, ConditionalNet, MaskedLinear
+from ppgen.models.autoregressive import (
+    AutoregressiveModel,
+    ConditionalNet,
+    MaskedLinear,
+    training_step,
+)
 
 __all__ = ["MADE", "made_masks"]
 
@@ -197,7 +202,7 @@ class MADE(AutoregressiveModel):
 
     def distribution(self) -> AutoregressiveDistribution:
         """One ordering per training step (advancing the cycle); the ensemble otherwise."""
-        if self.training and torch.is_grad_enabled():
+        if training_step(self):
             index = self.mask_step % self.num_masks
             self.mask_step.add_(1)
             order = self.net.orders.index_select(0, index.reshape(1)).squeeze(0)

@@ -41,7 +41,7 @@ from torch import nn
 from ppgen.distributions.autoregressive import AutoregressiveDistribution
 from ppgen.distributions.heads import Head
 from ppgen.errors import ModelError
-from ppgen.models.autoregressive import AutoregressiveModel, ConditionalNet
+from ppgen.models.autoregressive import AutoregressiveModel, ConditionalNet, TrainingDropout
 from ppgen.models.masked_conv import (
     MaskedConv2d,
     causal_mask,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ppgen.data import DataInfo
     from ppgen.protocol import GenerativeModel
 
-__all__ = ["PixelCNN", "PixelCNNNet", "GatedLayer", "TrainingDropout", "pixel_order", "pointwise"]
+__all__ = ["PixelCNN", "PixelCNNNet", "GatedLayer", "pixel_order", "pointwise"]
 
 
 def pixel_order(channels: int, height: int, width: int) -> torch.Tensor:
@@ -71,15 +71,6 @@ def _gate(a: torch.Tensor) -> torch.Tensor:
     """``tanh(a_1) * sigmoid(a_2)`` of the two channel halves: ``[n, 2p, H, W] -> [n, p, H, W]``."""
     tanh_part, sigmoid_part = a.chunk(2, dim=1)
     return torch.tanh(tanh_part) * torch.sigmoid(sigmoid_part)
-
-
-class TrainingDropout(nn.Dropout):
-    """Dropout only while training with gradients (as in :class:`~ppgen.models.made.MADE`'s
-    mask cycle): evaluation without gradients (``ppgen.log_likelihood``, validation,
-    sampling) is deterministic in either module mode."""
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return super().forward(h) if torch.is_grad_enabled() else h
 
 
 class GatedLayer(nn.Module):
@@ -236,7 +227,7 @@ class PixelCNN(AutoregressiveModel):
             ``1 x (k // 2 + 1)`` (``k x k`` without gating).
         gated: the gated PixelCNN (no blind spot), else the original masked convolutions.
         dropout: dropout rate inside every layer (only in training mode with gradients:
-            see :class:`TrainingDropout`).
+            see :class:`~ppgen.models.autoregressive.TrainingDropout`).
 
     Example:
         >>> model = PixelCNN((3, 2, 2), likelihood="categorical", num_levels=4,
