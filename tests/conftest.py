@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyro
 import pytest
 import torch
 
@@ -21,3 +22,16 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA is not available on this machine")
     return dev
+
+
+@pytest.fixture
+def clean_param_store():
+    """Seed Pyro, start from an empty parameter store, and fail if the test leaks into it
+    (zoo models keep their parameters in modules, never in Pyro's global store).
+
+    Opt in per module: ``pytestmark = pytest.mark.usefixtures("clean_param_store")``.
+    """
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    yield
+    assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"

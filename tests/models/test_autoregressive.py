@@ -10,13 +10,12 @@ implementation fails one of them with probability below 1% for a given seed.
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import pyro
 import pytest
 import torch
 from scipy import stats
+from testkit import P_MIN, all_configs, data_for, randomize
 
 import ppgen
 from ppgen.data import DataInfo
@@ -25,8 +24,6 @@ from ppgen.models.autoregressive import FVSBN
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
 from ppgen.protocol import ModelKind, model_class
-
-P_MIN = 1e-3  # failure rate of each goodness-of-fit test under a correct implementation
 
 DISCRETE = [FVSBN, NADE, MADE]
 ALL = [FVSBN, NADE, RNADE, MADE]
@@ -51,21 +48,7 @@ def make(cls, D: int, likelihood: str | None = None, K: int | None = None, **kwa
     return cls(D, **kwargs)
 
 
-def randomize(model, seed: int = 0, scale: float = 1.0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g))
-    return model
 
-
-def all_configs(n: int, K: int) -> torch.Tensor:
-    """``[K^n, n]``: every configuration, first variable most significant."""
-    return torch.tensor(list(itertools.product(range(K), repeat=n)))
-
-
-def data_for(model, x: torch.Tensor) -> torch.Tensor:
-    return x.float() if model.likelihood == "bernoulli" else x
 
 
 def positions(model, m: int = 0) -> torch.Tensor:
@@ -77,12 +60,7 @@ def positions(model, m: int = 0) -> torch.Tensor:
     return position
 
 
-@pytest.fixture(autouse=True)
-def clean_param_store():
-    pyro.set_rng_seed(0)
-    pyro.clear_param_store()
-    yield
-    assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"
+pytestmark = pytest.mark.usefixtures("clean_param_store")
 
 
 # ---------------------------------------------------------------------------- protocol

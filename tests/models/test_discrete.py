@@ -12,8 +12,10 @@ from collections import Counter
 
 import pyro
 import pytest
+import testkit
 import torch
 from scipy.stats import chisquare
+from testkit import P_MIN, all_configs
 
 import ppgen
 from ppgen.data import DataInfo
@@ -21,8 +23,6 @@ from ppgen.evaluate import log_likelihood
 from ppgen.models import FullJoint, IndependentBernoulli, IndependentCategorical, MarkovChain
 from ppgen.models.discrete import ALPHA_GRID, DEFAULT_ALPHA
 from ppgen.protocol import ModelKind, model_class
-
-P_MIN = 1e-3  # failure rate of each goodness-of-fit test under a correct implementation
 
 ALL = [IndependentBernoulli, IndependentCategorical, FullJoint, MarkovChain]
 CATEGORICAL = [IndependentCategorical, FullJoint, MarkovChain]
@@ -32,17 +32,9 @@ def make(cls, n: int, K: int = 2):
     return cls(n) if cls is IndependentBernoulli else cls(n, K)
 
 
-def all_configs(n: int, K: int) -> torch.Tensor:
-    """``[K^n, n]``: every configuration, first variable most significant."""
-    return torch.tensor(list(itertools.product(range(K), repeat=n)))
-
 
 def randomize(model, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(2 * torch.randn(p.shape, generator=g))
-    return model
+    return testkit.randomize(model, seed, scale=2.0)
 
 
 def data_for(model, x: torch.Tensor) -> torch.Tensor:
@@ -58,11 +50,7 @@ def draw(num: int, n: int, K: int, seed: int) -> torch.Tensor:
     return all_configs(n, K)[index]
 
 
-@pytest.fixture(autouse=True)
-def clean_param_store():
-    pyro.clear_param_store()
-    yield
-    assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"
+pytestmark = pytest.mark.usefixtures("clean_param_store")
 
 
 # ---------------------------------------------------------------------------- protocol

@@ -8,12 +8,10 @@ Goodness-of-fit tests use fixed seeds and reject at p < 0.001 each (two here).
 
 from __future__ import annotations
 
-import itertools
-
-import pyro
 import pytest
 import torch
 from scipy import stats
+from testkit import P_MIN, all_configs, data_for, randomize
 
 import ppgen
 from ppgen.data import DataInfo
@@ -21,8 +19,6 @@ from ppgen.evaluate import log_likelihood
 from ppgen.models.masked_conv import channel_groups, channel_mask
 from ppgen.models.pixelcnn import PixelCNN, pixel_order
 from ppgen.protocol import ModelKind, model_class
-
-P_MIN = 1e-3  # failure rate of each goodness-of-fit test under a correct implementation
 
 
 def make(
@@ -36,20 +32,9 @@ def make(
     if likelihood == "logistic-mixture":
         kwargs.setdefault("num_components", 2)
     model = PixelCNN(shape, likelihood=likelihood, num_levels=levels, **kwargs)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g))
-    return model
+    return randomize(model, scale=scale)
 
 
-def all_configs(n: int, K: int) -> torch.Tensor:
-    """``[K^n, n]``: every configuration, first variable most significant."""
-    return torch.tensor(list(itertools.product(range(K), repeat=n)))
-
-
-def data_for(model: PixelCNN, x: torch.Tensor) -> torch.Tensor:
-    return x.float() if model.likelihood == "bernoulli" else x
 
 
 def dependency(model: PixelCNN, num_images: int = 4) -> torch.Tensor:
@@ -79,12 +64,7 @@ def steps(model: PixelCNN) -> torch.Tensor:
     return step
 
 
-@pytest.fixture(autouse=True)
-def clean_param_store():
-    pyro.set_rng_seed(0)
-    pyro.clear_param_store()
-    yield
-    assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"
+pytestmark = pytest.mark.usefixtures("clean_param_store")
 
 
 # ---------------------------------------------------------------------------- protocol

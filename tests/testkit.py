@@ -1,0 +1,31 @@
+"""Helpers shared by the test modules (importable as ``testkit``: ``pythonpath = ["tests"]``)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+__all__ = ["P_MIN", "all_configs", "randomize", "data_for"]
+
+#: failure rate of each goodness-of-fit test under a correct implementation
+P_MIN = 1e-3
+
+
+def all_configs(n: int, K: int) -> torch.Tensor:
+    """``[K^n, n]``: every configuration, first variable most significant."""
+    return torch.tensor(list(itertools.product(range(K), repeat=n)))
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 1.0) -> torch.nn.Module:
+    """Overwrite every parameter (biases included) with ``scale * N(0, 1)`` draws, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def data_for(model, x: torch.Tensor) -> torch.Tensor:
+    """Configurations as the model's data: floats for Bernoulli models, levels otherwise."""
+    return x.float() if model.likelihood == "bernoulli" else x
