@@ -29,7 +29,8 @@ from ppgen.data import load_digits  # noqa: E402
 from ppgen.devices import resolve_device  # noqa: E402
 from ppgen.protocol import model_class  # noqa: E402
 
-MODELS = ["independent-categorical", "markov-chain", "fvsbn", "nade", "made", "pixelcnn", "vae"]
+MODELS = ["independent-categorical", "markov-chain", "fvsbn", "nade", "made", "pixelcnn",
+          "pixelrnn", "vae"]
 
 
 def median_time(fn, repeats: int) -> float:

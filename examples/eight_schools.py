@@ -36,11 +36,15 @@ def non_centered(y, sigma):
         pyro.sample("y", dist.Normal(mu + tau * eta, sigma), obs=y)
 
 
-fits = {}
-for name, program in (("centered", centered), ("non-centered", non_centered)):
-    fits[name] = analysis.posterior(program, y, sigma=sigma, num_samples=500, num_warmup=500,
-                                    num_chains=2, seed=0)
-    print(f"== {name}")
-    print(analysis.report(fits[name]))
+def main() -> None:
+    fits = {}
+    for name, program in (("centered", centered), ("non-centered", non_centered)):
+        fits[name] = analysis.posterior(program, y, sigma=sigma, num_samples=500,
+                                        num_warmup=500, num_chains=2, seed=0)
+        print(f"== {name}")
+        print(analysis.report(fits[name]))
+    print(az.compare(fits, ic="loo"))
 
-print(az.compare(fits, ic="loo"))
+
+if __name__ == "__main__":  # importable: benchmarks/posterior.py reuses the programs
+    main()

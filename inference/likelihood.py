@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ppgen.evaluate import Structure, inspect_structure, log_likelihood, resolve
@@ -16,9 +18,12 @@ class StructureCache:
     def __init__(self) -> None:
         self._structure: Structure | None = None
 
-    def structure(self, model: torch.nn.Module, x: torch.Tensor) -> Structure:
+    def structure(
+        self, model: torch.nn.Module, x: torch.Tensor, kwargs: dict[str, Any] | None = None
+    ) -> Structure:
+        """The structure of ``model``'s programs run on ``x`` (and its keyword arguments)."""
         if self._structure is None:
-            self._structure = inspect_structure(resolve(model), x, {})
+            self._structure = inspect_structure(resolve(model), x, kwargs or {})
         return self._structure
 
 
@@ -38,18 +43,24 @@ class MaximumLikelihood(Objective, StructureCache):
     def __init__(self) -> None:
         StructureCache.__init__(self)
 
-    def log_likelihood(self, model, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
-        """``[B]`` exact log-likelihoods through the shared evaluation layer."""
+    def log_likelihood(
+        self, model, x: torch.Tensor, differentiable: bool, **kwargs: Any
+    ) -> torch.Tensor:
+        """``[B]`` exact log-likelihoods through the shared evaluation layer.
+
+        ``kwargs``: per-datum keyword arguments of the program (e.g. labels ``y: [B]``).
+        """
         return log_likelihood(
             model,
             x,
-            structure=self.structure(model, x),
+            structure=self.structure(model, x, kwargs),
             differentiable=differentiable,
             check=False,
+            **kwargs,
         )
 
-    def loss(self, model, batch: torch.Tensor) -> torch.Tensor:
-        return -self.log_likelihood(model, batch, differentiable=True).mean()
+    def loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return -self.log_likelihood(model, batch, differentiable=True, **kwargs).mean()
 
-    def validation_loss(self, model, batch: torch.Tensor) -> torch.Tensor:
-        return -self.log_likelihood(model, batch, differentiable=False)
+    def validation_loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return -self.log_likelihood(model, batch, differentiable=False, **kwargs)

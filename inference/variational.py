@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ppgen.evaluate import elbo, log_likelihood
@@ -21,13 +23,14 @@ class _Variational(Objective, StructureCache):
         self.num_particles = num_particles
         self.validation_particles = validation_particles
 
-    def validation_loss(self, model, batch: torch.Tensor) -> torch.Tensor:
+    def validation_loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return -log_likelihood(
             model,
             batch,
             num_particles=self.validation_particles,
-            structure=self.structure(model, batch),
+            structure=self.structure(model, batch, kwargs),
             check=False,
+            **kwargs,
         )
 
     def get_config(self) -> dict:
@@ -59,7 +62,7 @@ class ELBO(_Variational):
         super().__init__(num_particles, validation_particles)
         self.analytic_kl = analytic_kl
 
-    def loss(self, model, batch: torch.Tensor) -> torch.Tensor:
+    def loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         value = elbo(
             model,
             None,
@@ -67,8 +70,9 @@ class ELBO(_Variational):
             num_particles=self.num_particles,
             analytic_kl=self.analytic_kl,
             differentiable=True,
-            structure=self.structure(model, batch),
+            structure=self.structure(model, batch, kwargs),
             check=False,
+            **kwargs,
         )
         return -value.mean()
 
@@ -88,13 +92,14 @@ class IWAE(_Variational):
     def __init__(self, num_particles: int = 5, validation_particles: int = 100) -> None:
         super().__init__(num_particles, validation_particles)
 
-    def loss(self, model, batch: torch.Tensor) -> torch.Tensor:
+    def loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         value = log_likelihood(
             model,
             batch,
             num_particles=self.num_particles,
             differentiable=True,
-            structure=self.structure(model, batch),
+            structure=self.structure(model, batch, kwargs),
             check=False,
+            **kwargs,
         )
         return -value.mean()

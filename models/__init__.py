@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
+from ppgen.models.dequantization import Dequantized
 from ppgen.models.discrete import (
     FullJoint,
     IndependentBernoulli,
     IndependentCategorical,
     MarkovChain,
 )
+from ppgen.models.flows import MAF, NSF, FlowModel, RealNVP
+from ppgen.models.glow import Glow
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
 from ppgen.models.pixelcnn import PixelCNN
+from ppgen.models.pixelrnn import PixelRNN
+from ppgen.models.ppca import PPCA
 from ppgen.models.vae import VAE
 
 __all__ = [
@@ -20,10 +25,13 @@ __all__ = [
     "FullJoint",
     "MarkovChain",
     "VAE",
+    "PPCA",
     "AutoregressiveModel",
     "FVSBN",
     "NADE",
     "RNADE",
     "MADE",
     "PixelCNN",
+    "PixelRNN",
+    "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
 ]

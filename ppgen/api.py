@@ -31,6 +31,8 @@ def fit(
     *,
     objective: Any = None,
     objective_options: dict[str, Any] | None = None,
+    labels: Any = None,
+    val_labels: Any = None,
     **options: Any,
 ) -> History:
     """Train ``model`` on ``train`` (early stopping on ``val``) with its default objective.
@@ -42,6 +44,10 @@ def fit(
         objective: an objective name (``"mle"``, ``"elbo"``, ``"iwae"``, ``"closed-form"``) or
             an :class:`~ppgen.objective.Objective`; default ``model.default_objective``.
         objective_options: keyword arguments of the objective (e.g. ``{"num_particles": 5}``).
+        labels: class labels ``[N]`` of ``train`` for a class-conditional model (one with
+            ``check_labels``, e.g. a flow built with ``num_classes``); batched with the data
+            and passed to its programs as ``model(x, y=labels)``.
+        val_labels: class labels ``[M]`` of ``val`` (required with ``labels`` and ``val``).
         **options: training-engine options (:func:`ppgen.engine.train`: ``epochs``,
             ``batch_size``, ``lr``, ``patience``, ``device``, ``seed``, ``out_dir``, ``resume``,
             ...) on top of ``model.fit_defaults``; ``None`` values are ignored.
@@ -63,9 +69,12 @@ def fit(
         )
     train = model.check_data(train, "training data")
     val = None if val is None else model.check_data(val, "validation data")
+    train_kwargs, val_kwargs = _label_kwargs(model, train, val, labels, val_labels)
     options = {**model.fit_defaults, **{k: v for k, v in options.items() if v is not None}}
     name = model.default_objective if objective is None else objective
     if name == CLOSED_FORM:
+        if train_kwargs:
+            raise PpgenError("closed-form fits take no labels")
         return _fit_closed_form(model, train, val, options)
     from ppgen.engine import train as run_engine
     from ppgen.inference import make_objective
@@ -73,11 +82,37 @@ def fit(
     if objective is None:
         objective_options = {**model.objective_defaults, **(objective_options or {})}
     made = make_objective(name, **(objective_options or {}))
+    if train_kwargs:
+        options.update(train_kwargs=train_kwargs, val_kwargs=val_kwargs)
     return run_engine(model, made, train, val, **options)
 
 
+def _label_kwargs(
+    model: GenerativeModel, train: torch.Tensor, val: torch.Tensor | None, labels, val_labels
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
+    """Per-datum keyword arguments ``{"y": labels}`` of the programs, validated by the model."""
+    if labels is None and val_labels is None:
+        return None, None
+    check = getattr(model, "check_labels", None)
+    if check is None:
+        raise PpgenError(
+            f"labels were given but {type(model).__name__} is not class-conditional (it has "
+            "no check_labels): drop the labels, or use a model built with num_classes"
+        )
+    if labels is None or (val is None) != (val_labels is None):
+        raise PpgenError(
+            "pass labels for the training data and val_labels for the validation data "
+            "together (one label per row of each)"
+        )
+    arg = getattr(model, "label_arg", "y")
+    train_kwargs = {arg: check(labels, len(train), "training labels")}
+    if val is None:
+        return train_kwargs, None
+    return train_kwargs, {arg: check(val_labels, len(val), "validation labels")}
+
+
 def _fit_closed_form(model, train, val, options) -> History:
-    """Closed-form smoothed maximum likelihood, recorded as a one-epoch history."""
+    """Closed-form (smoothed) maximum likelihood, recorded as a one-epoch history."""
     if not hasattr(model, "fit_closed_form"):
         raise PpgenError(f"{type(model).__name__} has no closed-form fit: choose an objective")
     from ppgen.checkpoint import save_model
@@ -89,7 +124,7 @@ def _fit_closed_form(model, train, val, options) -> History:
     start = time.perf_counter()
     train = train.to(device)
     val = None if val is None else val.to(device)
-    model.fit_closed_form(train, alpha="auto", val=val)
+    model.fit_closed_form(train, val=val)  # model selection on val where it applies
     record: dict[str, Any] = {"epoch": 1, "train_loss": _nll(log_likelihood, model, train, device)}
     if val is not None:
         record["val_loss"] = _nll(log_likelihood, model, val, device)

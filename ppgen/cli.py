@@ -174,8 +174,17 @@ def _add_posterior(sub) -> None:
     p.add_argument("--samples", type=int, default=1000, help="draws per chain (1000)")
     p.add_argument("--warmup", type=int, help="warm-up steps per chain (default: --samples)")
     p.add_argument("--chains", type=int, default=4, help="number of chains (4)")
+    p.add_argument("--chain-method", choices=["auto", "parallel", "sequential"],
+                   default="auto", help="run the chains in parallel processes or in turn "
+                   "(auto: parallel when several CPUs are available); same draws either way")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--amortization-gap", action="store_true",
+                   help="SPEC is instead a latent zoo model (a `ppgen fit` run folder or .pt "
+                   "checkpoint): compare NUTS on p(z | x) with its encoder for the first "
+                   "--rows data; writes amortization_gap.{txt,csv,png} and posterior.nc")
+    p.add_argument("--rows", type=int, default=3,
+                   help="data rows for --amortization-gap (the first 3)")
     p.set_defaults(run=_cmd_posterior)
 
 
@@ -220,13 +229,22 @@ def _fit(args: argparse.Namespace) -> int:
         objective_options=_objective_options(args), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
         seed=args.seed, out_dir=args.out, resume=args.resume or None,
-        progress=not args.no_progress, extra=extra,
+        progress=not args.no_progress, extra=extra, **_labels(model, data),
     )
     metrics = _fit_metrics(model, history, time.perf_counter() - start, extra)
     _write_json(Path(args.out) / "metrics.json", metrics)
     print(f"trained {model.name} ({len(history)} epochs); best val loss "
           f"{_fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
     return 0
+
+
+def _labels(model, data) -> dict[str, Any]:
+    """Class labels of the splits for a class-conditional model (``--set num_classes=C``)."""
+    if getattr(model, "num_classes", None) is None:
+        return {}
+    if not data.labels:
+        raise _Usage(f"{model.name} with num_classes needs labelled data (e.g. --data digits)")
+    return {"labels": data.labels["train"], "val_labels": data.labels["val"]}
 
 
 def _objective_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -295,14 +313,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     samples = model.sample(args.num_samples).cpu()
     out = Path(args.out) if args.out else _run_folder(args.dir) / "samples.png"
-    _plot_samples(samples, extra, out, model.name)
+    _plot_samples(samples, extra, out, model.name, model)
     if args.npy:
         np.save(args.npy, samples.numpy())
     print(f"wrote {args.num_samples} samples to {out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
 
-def _plot_samples(samples, extra: dict, out: Path, name: str) -> None:
+def _plot_samples(samples, extra: dict, out: Path, name: str, model=None) -> None:
     from ppgen import plots
 
     info = extra.get("info") or {}
@@ -310,6 +328,9 @@ def _plot_samples(samples, extra: dict, out: Path, name: str) -> None:
     if shape:
         top = (info.get("num_levels") or 2) - 1 if info.get("likelihood") != "continuous" else 1
         fig = plots.image_grid(samples, tuple(shape), vmax=top, title=f"{name} samples")
+    elif samples.dim() == 2 and samples.shape[1] == 2 and _has_density(model, info):
+        data = _run_data(extra, str(out)).test if extra.get("data") else None
+        fig = plots.density_heatmap(model, data, samples=samples, title=name)
     elif samples.dim() == 2 and samples.shape[1] == 2:
         fig = plots.points_scatter(samples, title=f"{name} samples")
     else:
@@ -365,6 +386,15 @@ def _write_scores(path: Path, scores, flagged) -> None:
             writer.writerow([i, f"{s:.6f}", f"{-s:.6f}", int(a)])
 
 
+def _has_density(model, info: dict) -> bool:
+    """A 2-D continuous model whose density the evaluation layer computes exactly."""
+    from ppgen.protocol import ModelKind
+
+    return (model is not None and model.kind == ModelKind.EXACT
+            and info.get("likelihood") == "continuous"
+            and getattr(model, "num_classes", None) is None)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ppgen.demo import run_demo
 
@@ -383,12 +413,14 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
 
     if args.samples < 1 or args.chains < 1:
         raise _Usage("--samples and --chains must be at least 1")
+    if args.amortization_gap:
+        return _cmd_amortization_gap(args)
     model = _load_program(args.spec)
     x = load_array(args.data, "continuous").to(torch.get_default_dtype())
     idata = analysis.posterior(
         model, x, method=args.method, guide=args.guide, num_samples=args.samples,
         num_warmup=args.samples if args.warmup is None else args.warmup,
-        num_chains=args.chains, seed=args.seed,
+        num_chains=args.chains, seed=args.seed, chain_method=args.chain_method,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,6 +430,35 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
     figures = [] if args.no_plots else analysis.plot_all(idata, out)
     print(text, end="")
     print(f"wrote {out}/posterior.nc, {out}/report.txt and {len(figures)} figures")
+    return 0
+
+
+def _cmd_amortization_gap(args: argparse.Namespace) -> int:
+    from ppgen.analysis import amortization_gap, plot_amortization_gap
+    from ppgen.data import load_array
+
+    if args.rows < 1:
+        raise _Usage("--rows must be at least 1")
+    model, extra = _load_run(args.spec)
+    info = extra.get("info") or {}
+    x = load_array(args.data, info.get("likelihood", "continuous"),
+                   num_levels=info.get("num_levels"), event_shape=tuple(model.event_shape))
+    gap = amortization_gap(
+        model, x[: args.rows], num_samples=args.samples,
+        num_warmup=args.samples if args.warmup is None else args.warmup,
+        num_chains=args.chains, seed=args.seed,
+        mcmc_options={"chain_method": args.chain_method},
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "amortization_gap.txt").write_text(str(gap) + "\n")
+    gap.table().to_csv(out / "amortization_gap.csv", index_label="datum")
+    gap.idata.to_netcdf(str(out / "posterior.nc"))
+    if not args.no_plots:
+        plot_amortization_gap(gap, out / "amortization_gap.png")
+    print(gap)
+    print(f"wrote {out}/amortization_gap.txt, .csv{'' if args.no_plots else ', .png'} and "
+          "posterior.nc")
     return 0
 
 

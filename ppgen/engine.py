@@ -104,6 +104,8 @@ def train(
     progress: bool = True,
     lr_schedule: Schedule = None,
     extra: dict | None = None,
+    train_kwargs: dict[str, torch.Tensor] | None = None,
+    val_kwargs: dict[str, torch.Tensor] | None = None,
 ) -> History:
     """Train ``model`` by minimising ``objective`` on ``train``; validate on ``val``.
 
@@ -129,6 +131,11 @@ def train(
         lr_schedule: ``None``, a name in :data:`LR_SCHEDULES`, or ``f(epoch, epochs)``
             returning the multiplier of ``lr`` for the 0-based ``epoch``.
         extra: JSON-able metadata stored in ``model.pt`` (e.g. ``DataInfo.to_dict()``).
+        train_kwargs: per-datum keyword arguments of the programs (e.g. ``{"y": labels}``),
+            tensors ``[N, ...]`` batched with ``train`` (same shuffle, same batches) and passed
+            to the objective as ``objective.step(model, batch, ..., **kwargs)``.
+        val_kwargs: the same for ``val`` (``[M, ...]``, same chunks), passed to
+            ``objective.validation_loss(model, chunk, **kwargs)``.
 
     Returns:
         The :class:`History`; the model holds the best state (lowest validation loss) when
@@ -155,7 +162,10 @@ def train(
         lr_schedule,
     )
     settings.check(train, val, out_dir, resume)
+    _check_kwargs(train_kwargs, train, "train")
+    _check_kwargs(val_kwargs, val, "val")
     run = _Run.start(model, objective, train, val, settings, device, out_dir, extra)
+    run.set_kwargs(train_kwargs, val_kwargs)
     if resume:
         run.restore(safe_load(run.checkpoint_path, "cpu", what="training checkpoint"))
     else:
@@ -260,6 +270,19 @@ def _check_data(data: Any, name: str) -> None:
     _require(data.dim() >= 1 and len(data) > 0, f"{name} data are empty: nothing to train on")
 
 
+def _check_kwargs(kwargs: dict[str, Any] | None, data: Any, name: str) -> None:
+    """Per-datum keyword arguments: tensors with one row per datum of ``data``."""
+    if not kwargs:
+        return
+    _require(data is not None, f"{name}_kwargs were given without {name} data")
+    for key, value in kwargs.items():
+        _require(
+            isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) == len(data),
+            f"{name}_kwargs[{key!r}] must be a tensor with one row per datum ({len(data)}), "
+            f"got {getattr(value, 'shape', type(value).__name__)}",
+        )
+
+
 def _schedule(schedule: Schedule) -> Callable[[int, int], float]:
     """The multiplier function of an ``lr_schedule`` argument."""
     if schedule is None:
@@ -351,6 +374,8 @@ class _Run:
     best_epoch: int | None = None
     bad_epochs: int = 0  #: epochs since the last validation improvement
     last_good: dict[str, Any] = field(default_factory=dict)
+    train_kwargs: dict[str, torch.Tensor] = field(default_factory=dict)  #: per-datum, [N, ...]
+    val_kwargs: dict[str, torch.Tensor] = field(default_factory=dict)  #: per-datum, [M, ...]
 
     @classmethod
     def start(
@@ -375,6 +400,15 @@ class _Run:
         run = cls(model, objective, train.to(device), val, settings, optimizers, out, extra)
         run.last_good = run.snapshot()
         return run
+
+    def set_kwargs(
+        self,
+        train_kwargs: dict[str, torch.Tensor] | None,
+        val_kwargs: dict[str, torch.Tensor] | None,
+    ) -> None:
+        """Move the per-datum keyword arguments to the device (once)."""
+        self.train_kwargs = {k: v.to(self.device) for k, v in (train_kwargs or {}).items()}
+        self.val_kwargs = {k: v.to(self.device) for k, v in (val_kwargs or {}).items()}
 
     @property
     def device(self) -> torch.device:
@@ -453,8 +487,9 @@ class _Run:
         sums: dict[str, torch.Tensor] = {}
         for index in order.split(self.settings.batch_size):
             batch = self.train[index]
+            kwargs = {k: v[index] for k, v in self.train_kwargs.items()}
             metrics = self.objective.step(
-                self.model, batch, self.optimizers, self.settings.max_grad_norm
+                self.model, batch, self.optimizers, self.settings.max_grad_norm, **kwargs
             )
             for name, value in metrics.items():
                 weighted = value.detach() * len(index)
@@ -468,8 +503,10 @@ class _Run:
             return None
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for chunk in self.val.split(self.settings.batch_size):
-            losses = self.objective.validation_loss(self.model, chunk)
+        size = self.settings.batch_size
+        for i, chunk in enumerate(self.val.split(size)):
+            kwargs = {k: v[i * size : (i + 1) * size] for k, v in self.val_kwargs.items()}
+            losses = self.objective.validation_loss(self.model, chunk, **kwargs)
             if losses.shape != (len(chunk),):
                 raise TrainingError(
                     f"{type(self.objective).__name__}.validation_loss must return per-datum "

@@ -12,6 +12,7 @@ epochs, validation, early stopping, checkpoints, devices and seeds. One engine r
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -33,12 +34,19 @@ class Objective:
         """Parameter groups, one optimiser each (default: one group with every parameter)."""
         return {"model": model.parameters()}
 
-    def loss(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """Scalar training loss for one batch ``[B, ...]``."""
+    def loss(self, model: torch.nn.Module, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Scalar training loss for one batch ``[B, ...]``.
+
+        ``kwargs`` are per-datum keyword arguments of the programs (e.g. class labels
+        ``y: [B]``), batched with the data by the engine; objectives forward them to the
+        evaluation layer. The engine passes them only when there are any.
+        """
         raise NotImplementedError
 
-    def validation_loss(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """Per-datum validation loss ``[B]`` (lower is better)."""
+    def validation_loss(
+        self, model: torch.nn.Module, batch: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        """Per-datum validation loss ``[B]`` (lower is better); ``kwargs`` as in :meth:`loss`."""
         raise NotImplementedError
 
     def step(
@@ -47,11 +55,15 @@ class Objective:
         batch: torch.Tensor,
         optimizers: dict[str, torch.optim.Optimizer],
         max_grad_norm: float | None = None,
+        **kwargs: Any,
     ) -> dict[str, torch.Tensor]:
-        """One optimisation step; returns detached scalar metrics (no host synchronisation)."""
+        """One optimisation step; returns detached scalar metrics (no host synchronisation).
+
+        ``kwargs``: per-datum keyword arguments of the batch, passed on to :meth:`loss`.
+        """
         (optimizer,) = optimizers.values()
         optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(model, batch)
+        loss = self.loss(model, batch, **kwargs)
         loss.backward()
         if max_grad_norm is not None:
             params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 
 from ppgen.analysis.binding import bind
 from ppgen.analysis.convert import make_inference_data, site_dims
+from ppgen.analysis.enumeration import enumerated_pointwise_log_likelihood, enumerated_sites
 from ppgen.analysis.mcmc import KERNELS, run_chains
 from ppgen.analysis.simulate import predictive_draws, prior_draws, sample_sites, trace_program
 from ppgen.analysis.vi import GUIDES, fit_guide
@@ -30,6 +32,7 @@ def posterior(
     num_warmup: int = 1000,
     num_chains: int = 4,
     seed: int = 0,
+    chain_method: str = "auto",
     guide: str = "normal",
     data_site: str | None = None,
     num_prior_samples: int | None = None,
@@ -59,9 +62,13 @@ def posterior(
         method: ``"nuts"``, ``"hmc"`` or ``"svi"``.
         num_samples: draws per chain ``D``.
         num_warmup: adaptation steps per chain (MCMC).
-        num_chains: chains ``C``, run one after another with seeds ``seed + c``. For VI the
-            ``C * D`` draws are independent and only split into ``C`` rows.
+        num_chains: chains ``C``, chain ``c`` seeded with ``seed + c``. For VI the ``C * D``
+            draws are independent and only split into ``C`` rows.
         seed: seeds everything; the caller's random state is left untouched.
+        chain_method: MCMC chains in ``"parallel"`` worker processes or ``"sequential"``ly;
+            ``"auto"`` runs them in parallel when more than one CPU is available and the data
+            are on the CPU. The draws are the same either way (each chain depends only on
+            its seed).
         guide: VI family: ``"normal"`` (``AutoNormal``), ``"mvn"``
             (``AutoMultivariateNormal``) or ``"flow"`` (``AutoIAFNormal``).
         data_site: the keyword argument holding the observed data (default: the first
@@ -74,7 +81,9 @@ def posterior(
         **kwargs: keyword arguments of the program.
 
     Returns:
-        ``arviz.InferenceData``; ``posterior.attrs["inference"]`` records the method.
+        ``arviz.InferenceData``; the attributes record the method (``inference``), how the
+        chains ran (``chain_method``) and the wall time of warm-up plus sampling (or of the
+        VI fit and its draws) in seconds (``sampling_time``).
 
     Example:
         >>> def model(x):
@@ -85,18 +94,22 @@ def posterior(
         >>> az.summary(idata)  # doctest: +SKIP
     """
     _check_options(method, guide, num_samples, num_chains)
+    mcmc_options = {"kernel_options": kernel_options, "chain_method": chain_method}
     bound = bind(model, args, kwargs, data_site)
     trace = trace_program(model, args, kwargs)
     latent, observed = sample_sites(trace)
     if not latent:
         raise ModelError("the model has no latent sample site: there is no posterior to draw")
+    start = time.perf_counter()
     draws, stats, attrs = _infer(model, args, kwargs, method, guide, num_samples, num_warmup,
-                                 num_chains, seed, kernel_options, svi_options)
+                                 num_chains, seed, mcmc_options, svi_options)
+    attrs["sampling_time"] = time.perf_counter() - start
     flat = {k: torch.as_tensor(v.reshape((-1,) + v.shape[2:])) for k, v in draws.items()}
     groups = {
         "posterior": draws,
         "sample_stats": stats,
-        "log_likelihood": _log_likelihood(bound, flat, observed, data_site, num_chains),
+        "log_likelihood": _log_likelihood(bound, flat, observed, data_site, num_chains,
+                                          enumerated_sites(trace)),
         "posterior_predictive": _chains(predictive_draws(model, args, kwargs, flat, observed,
                                                          seed + 1), num_chains),
         **_prior(model, args, kwargs, latent, observed, num_prior_samples or num_samples, seed),
@@ -116,20 +129,27 @@ def _check_options(method: str, guide: str, num_samples: int, num_chains: int) -
 
 
 def _infer(model, args, kwargs, method, guide, num_samples, num_warmup, num_chains, seed,
-           kernel_options, svi_options):
+           mcmc_options, svi_options):
     if method in KERNELS:
         out = run_chains(model, args, kwargs, method=method, num_samples=num_samples,
                          num_warmup=num_warmup, num_chains=num_chains, seed=seed,
-                         kernel_options=kernel_options)
-        return out.samples, out.stats, {"inference": method, "num_warmup": num_warmup}
+                         **mcmc_options)
+        attrs = {"inference": method, "num_warmup": num_warmup,
+                 "chain_method": out.chain_method}
+        return out.samples, out.stats, attrs
     out = fit_guide(model, args, kwargs, guide=guide, num_samples=num_samples,
                     num_chains=num_chains, seed=seed, **(svi_options or {}))
     attrs = {"inference": "svi", "guide": guide, "final_loss": float(out.losses[-1])}
     return out.samples, {}, attrs
 
 
-def _log_likelihood(bound, flat, observed, data_site, num_chains) -> dict[str, np.ndarray]:
-    ll = pointwise_log_likelihood(bound.program, bound.x, flat, **bound.kwargs)
+def _log_likelihood(bound, flat, observed, data_site, num_chains,
+                    enumerated) -> dict[str, np.ndarray]:
+    if enumerated:  # discrete sites NUTS summed out: sum them out here too
+        ll = enumerated_pointwise_log_likelihood(bound.program, bound.x, flat, observed,
+                                                 **bound.kwargs)
+    else:
+        ll = pointwise_log_likelihood(bound.program, bound.x, flat, **bound.kwargs)
     return {_ll_name(observed, data_site): _chains({"ll": ll.cpu().numpy()}, num_chains)["ll"]}
 
 

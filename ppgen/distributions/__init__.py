@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ppgen.distributions.autoregressive import AutoregressiveDistribution
 from ppgen.distributions.factorized import FactorizedDistribution
+from ppgen.distributions.flow import FlowDistribution
 from ppgen.distributions.heads import (
     HEADS,
     BernoulliHead,
@@ -23,6 +24,7 @@ __all__ = [
     "MarkovChainDistribution",
     "AutoregressiveDistribution",
     "FactorizedDistribution",
+    "FlowDistribution",
     "Head",
     "BernoulliHead",
     "CategoricalHead",
