@@ -47,11 +47,14 @@ PPGEN = {
         "made (autoregressive)": {"model": "made", "likelihood": "categorical", "num_levels": 17},
         "vae (latent)": {"model": "vae", "likelihood": "categorical", "num_levels": 17,
                          "num_particles": 100},
+        "maf (flow, dequantised)": {"model": "maf", "likelihood": "categorical",
+                                    "num_levels": 17, "num_particles": 100},
     },
     "B": {
         "ppca (latent)": {"model": "ppca"},
         "rnade (autoregressive)": {"model": "rnade"},
         "vae (latent)": {"model": "vae", "num_particles": 100},
+        "maf (flow)": {"model": "maf"},
     },
 }
 

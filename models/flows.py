@@ -345,7 +345,7 @@ class FlowModel(DistributionModel, register=False):
         x = validate(x, "continuous", event_shape=(self.num_dims,), name=name)
         if self.logit_alpha is not None:
             _check_unit_interval(x, self.logit_alpha, name)
-        return x
+        return self.in_model_dtype(x)
 
     def check_labels(self, y: Any, n: int, name: str = "labels") -> torch.Tensor:
         """Validate class labels ``[n]``: integers in ``0..num_classes-1``; returns ``long``.

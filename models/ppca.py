@@ -75,15 +75,6 @@ class PPCA(GenerativeModel):
     def event_shape(self) -> torch.Size:
         return torch.Size([self.num_dims])
 
-    def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
-        """Finite real data ``[N, D]`` (integers and bits are read as reals), in the
-        parameters' dtype.
-
-        Raises:
-            DataError: wrong shape or NaN/inf.
-        """
-        return super().check_data(x, name).to(self.loc.dtype)
-
     @property
     def num_latent(self) -> int:
         """``L``, the latent dimension in use."""

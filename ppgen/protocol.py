@@ -123,7 +123,17 @@ class GenerativeModel(pyro.nn.PyroModule):
         """
         from ppgen.data.validate import validate
 
-        return validate(x, "continuous", event_shape=tuple(self.event_shape), name=name)
+        x = validate(x, "continuous", event_shape=tuple(self.event_shape), name=name)
+        return self.in_model_dtype(x)
+
+    def in_model_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        """Real data in the dtype of the model's parameters (float64 NumPy arrays meet float32
+        networks); integer data unchanged."""
+        if not x.is_floating_point():
+            return x
+        for tensor in self.parameters():
+            return x.to(tensor.dtype)
+        return x
 
     @property
     def device(self) -> torch.device:
