@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ppgen.data import DataInfo
     from ppgen.protocol import GenerativeModel
 
-__all__ = ["PixelCNN", "PixelCNNNet", "GatedLayer", "pixel_order", "pointwise"]
+__all__ = ["PixelCNN", "PixelCNNNet", "GatedLayer", "pixel_order", "pointwise", "image_for_data"]
 
 
 def pixel_order(channels: int, height: int, width: int) -> torch.Tensor:
@@ -294,23 +294,34 @@ class PixelCNN(AutoregressiveModel):
         Raises:
             ModelError: data that are not images, or not binary / integer levels.
         """
-        if not info.image_shape:
-            raise ModelError(
-                f"PixelCNN models images but {info.name!r} has no image_shape: use NADE or "
-                "MADE for non-image data"
-            )
-        if math.prod(info.image_shape) != info.num_dims or len(info.event_shape) != 1:
-            raise ModelError(
-                f"PixelCNN needs flat images [N, {math.prod(info.image_shape)}], but one "
-                f"datum has shape {tuple(info.event_shape)}"
-            )
-        if info.likelihood not in cls.data_heads:
-            raise ModelError(cls._unsupported_data_message(info.likelihood))
-        args: dict[str, Any] = {"image_shape": tuple(info.image_shape)}
-        args["likelihood"] = cls.data_heads[info.likelihood]
-        if info.likelihood == "categorical":
-            args["num_levels"] = info.num_levels
-        return cls(**{**args, **kwargs})
+        return image_for_data(cls, info, **kwargs)
+
+
+def image_for_data(cls: type, info: DataInfo, **kwargs: Any) -> GenerativeModel:
+    """``cls`` (an image autoregressive model: PixelCNN, PixelRNN) built for flat images
+    described by ``info``; ``kwargs`` override.
+
+    Raises:
+        ModelError: data that are not images, or not binary / integer levels.
+    """
+    name = cls.__name__
+    if not info.image_shape:
+        raise ModelError(
+            f"{name} models images but {info.name!r} has no image_shape: use NADE or "
+            "MADE for non-image data"
+        )
+    if math.prod(info.image_shape) != info.num_dims or len(info.event_shape) != 1:
+        raise ModelError(
+            f"{name} needs flat images [N, {math.prod(info.image_shape)}], but one "
+            f"datum has shape {tuple(info.event_shape)}"
+        )
+    if info.likelihood not in cls.data_heads:
+        raise ModelError(cls._unsupported_data_message(info.likelihood))
+    args: dict[str, Any] = {"image_shape": tuple(info.image_shape)}
+    args["likelihood"] = cls.data_heads[info.likelihood]
+    if info.likelihood == "categorical":
+        args["num_levels"] = info.num_levels
+    return cls(**{**args, **kwargs})
 
 
 def _check_image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:

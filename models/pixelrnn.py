@@ -76,6 +76,7 @@ from ppgen.models.pixelcnn import (
     PixelCNNNet,
     _check_image_shape,
     _check_network,
+    image_for_data,
     pixel_order,
     pointwise,
 )
@@ -438,23 +439,7 @@ class PixelRNN(AutoregressiveModel):
         Raises:
             ModelError: data that are not images, or not binary / integer levels.
         """
-        if not info.image_shape:
-            raise ModelError(
-                f"PixelRNN models images but {info.name!r} has no image_shape: use NADE or "
-                "MADE for non-image data"
-            )
-        if math.prod(info.image_shape) != info.num_dims or len(info.event_shape) != 1:
-            raise ModelError(
-                f"PixelRNN needs flat images [N, {math.prod(info.image_shape)}], but one "
-                f"datum has shape {tuple(info.event_shape)}"
-            )
-        if info.likelihood not in cls.data_heads:
-            raise ModelError(cls._unsupported_data_message(info.likelihood))
-        args: dict[str, Any] = {"image_shape": tuple(info.image_shape)}
-        args["likelihood"] = cls.data_heads[info.likelihood]
-        if info.likelihood == "categorical":
-            args["num_levels"] = info.num_levels
-        return cls(**{**args, **kwargs})
+        return image_for_data(cls, info, **kwargs)
 
 
 def _check_recurrence(channels: int, hidden: int, layer: str, row_kernel: int) -> None:
