@@ -35,7 +35,10 @@ SUITE = {
         "independent-categorical", "markov-chain", "vae", "fvsbn", "nade", "made", "pixelcnn",
         "vae-iaf-flow-prior", "pixelrnn",
     ],
-    "binary": ["independent-bernoulli", "markov-chain", "vae", "fvsbn", "nade", "made"],
+    "binary": [
+        "independent-bernoulli", "markov-chain", "vae", "fvsbn", "nade", "made", "pixelcnn",
+        "pixelrnn",
+    ],
 }
 
 #: rows that are a registered model with options: row name -> (model, constructor options,

@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--name", help="results file name (default speed-<device>)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     digits = load_digits("categorical")
@@ -69,7 +70,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['ms_per_sample']:.2f} | {r['loglik_per_s']:,.0f} |")
     print("(the VAE's evaluation is one importance sample per image, K = 1)")
-    print(f"written {write_results(f'speed-{device.type}', {'rows': rows}, 0)}")
+    name = args.name or f"speed-{device.type}"
+    print(f"written {write_results(name, {'rows': rows}, 0)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules (importable as ``testkit``: ``pythonpath = ["tests"]``)."""
+"""Helpers shared by the test modules (on the path via ``pythonpath = ["tests/support"]``)."""
 
 from __future__ import annotations
 
