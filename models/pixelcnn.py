@@ -54,7 +54,14 @@ if TYPE_CHECKING:
     from ppgen.data import DataInfo
     from ppgen.protocol import GenerativeModel
 
-__all__ = ["PixelCNN", "PixelCNNNet", "GatedLayer", "pixel_order", "pointwise", "image_for_data"]
+__all__ = [
+    "PixelCNN",
+    "PixelCNNNet",
+    "ImageAutoregressiveModel",
+    "GatedLayer",
+    "pixel_order",
+    "pointwise",
+]
 
 
 def pixel_order(channels: int, height: int, width: int) -> torch.Tensor:
@@ -204,7 +211,63 @@ class PixelCNNNet(ConditionalNet):
         return self.from_image(self.head_out(h))
 
 
-class PixelCNN(AutoregressiveModel):
+class ImageAutoregressiveModel(AutoregressiveModel, register=False):
+    """What the pixel models (:class:`PixelCNN`, :class:`~ppgen.models.pixelrnn.PixelRNN`)
+    share: flat ``[N, C H W]`` images in raster order with R -> G -> B inside a pixel, their
+    heads, the digits recipe and ``for_data``. Subclasses build ``self.net`` (whose ``order``
+    buffer is :func:`pixel_order`) and store ``image_shape``."""
+
+    likelihoods = ("bernoulli", "categorical", "logistic-mixture")
+    #: the digits recipe (dropout inside the network, cosine schedule);
+    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
+    fit_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 40,
+        "batch_size": 100,
+        "lr": 3e-3,
+        "optimizer": "adamw",
+        "weight_decay": 1e-2,
+        "lr_schedule": "cosine",
+        "patience": 15,
+    }
+    image_shape: tuple[int, ...]
+
+    @property
+    def order(self) -> torch.Tensor:
+        """``[D]``: the flat index generated at each step (see the module docstring)."""
+        return self.net.order
+
+    def distribution(self) -> AutoregressiveDistribution:
+        """The distribution of one flat image: batch ``[]``, event ``[D]``, pixel order."""
+        return AutoregressiveDistribution(self.net, self.head, self.event_shape, self.order)
+
+    @classmethod
+    def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
+        """The model for flat images described by ``info`` (``info.image_shape``).
+
+        Raises:
+            ModelError: data that are not images, or not binary / integer levels.
+        """
+        name = cls.__name__
+        if not info.image_shape:
+            raise ModelError(
+                f"{name} models images but {info.name!r} has no image_shape: use NADE or "
+                "MADE for non-image data"
+            )
+        if math.prod(info.image_shape) != info.num_dims or len(info.event_shape) != 1:
+            raise ModelError(
+                f"{name} needs flat images [N, {math.prod(info.image_shape)}], but one "
+                f"datum has shape {tuple(info.event_shape)}"
+            )
+        if info.likelihood not in cls.data_heads:
+            raise ModelError(cls._unsupported_data_message(info.likelihood))
+        args: dict[str, Any] = {"image_shape": tuple(info.image_shape)}
+        args["likelihood"] = cls.data_heads[info.likelihood]
+        if info.likelihood == "categorical":
+            args["num_levels"] = info.num_levels
+        return cls(**{**args, **kwargs})
+
+
+class PixelCNN(ImageAutoregressiveModel):
     """PixelCNN over ``C x H x W`` images of integer levels or bits, flat data ``[N, C H W]``.
 
     ``p(x) = prod_pixels prod_channels p(x_{ch, r, c} | pixels before (r, c), channels < ch)``,
@@ -237,18 +300,6 @@ class PixelCNN(AutoregressiveModel):
     """
 
     name = "pixelcnn"
-    likelihoods = ("bernoulli", "categorical", "logistic-mixture")
-    #: the digits recipe (gated stacks, dropout, cosine schedule);
-    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 40,
-        "batch_size": 100,
-        "lr": 3e-3,
-        "optimizer": "adamw",
-        "weight_decay": 1e-2,
-        "lr_schedule": "cosine",
-        "patience": 15,
-    }
 
     def __init__(
         self,
@@ -277,51 +328,6 @@ class PixelCNN(AutoregressiveModel):
         _check_network(chw[0], hidden_channels, num_layers, kernel_size, dropout)
         head = self._build_head()
         self.net = PixelCNNNet(chw, head, hidden_channels, num_layers, kernel_size, gated, dropout)
-
-    @property
-    def order(self) -> torch.Tensor:
-        """``[D]``: the flat index generated at each step (see the module docstring)."""
-        return self.net.order
-
-    def distribution(self) -> AutoregressiveDistribution:
-        """The distribution of one flat image: batch ``[]``, event ``[D]``, pixel order."""
-        return AutoregressiveDistribution(self.net, self.head, self.event_shape, self.order)
-
-    @classmethod
-    def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
-        """The PixelCNN for flat images described by ``info`` (``info.image_shape``).
-
-        Raises:
-            ModelError: data that are not images, or not binary / integer levels.
-        """
-        return image_for_data(cls, info, **kwargs)
-
-
-def image_for_data(cls: type, info: DataInfo, **kwargs: Any) -> GenerativeModel:
-    """``cls`` (an image autoregressive model: PixelCNN, PixelRNN) built for flat images
-    described by ``info``; ``kwargs`` override.
-
-    Raises:
-        ModelError: data that are not images, or not binary / integer levels.
-    """
-    name = cls.__name__
-    if not info.image_shape:
-        raise ModelError(
-            f"{name} models images but {info.name!r} has no image_shape: use NADE or "
-            "MADE for non-image data"
-        )
-    if math.prod(info.image_shape) != info.num_dims or len(info.event_shape) != 1:
-        raise ModelError(
-            f"{name} needs flat images [N, {math.prod(info.image_shape)}], but one "
-            f"datum has shape {tuple(info.event_shape)}"
-        )
-    if info.likelihood not in cls.data_heads:
-        raise ModelError(cls._unsupported_data_message(info.likelihood))
-    args: dict[str, Any] = {"image_shape": tuple(info.image_shape)}
-    args["likelihood"] = cls.data_heads[info.likelihood]
-    if info.likelihood == "categorical":
-        args["num_levels"] = info.num_levels
-    return cls(**{**args, **kwargs})
 
 
 def _check_image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -56,34 +56,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppgen.distributions.autoregressive import AutoregressiveDistribution
 from ppgen.distributions.heads import Head
 from ppgen.errors import ModelError
 from ppgen.models.autoregressive import (
-    AutoregressiveModel,
     ConditionalNet,
     MaskedLinear,
     TrainingDropout,
 )
 from ppgen.models.masked_conv import MaskedConv2d, causal_mask, channel_groups, channel_mask
 from ppgen.models.pixelcnn import (
+    ImageAutoregressiveModel,
     PixelCNNNet,
     _check_image_shape,
     _check_network,
-    image_for_data,
     pixel_order,
     pointwise,
 )
 
 if TYPE_CHECKING:
-    from ppgen.data import DataInfo
-    from ppgen.protocol import GenerativeModel
+    pass
 
 __all__ = ["PixelRNN", "PixelRNNNet", "RowLSTM", "DiagonalBiLSTM", "skew", "unskew", "LAYERS"]
 
@@ -340,7 +337,7 @@ class PixelRNNNet(ConditionalNet):
         return self.from_image(self.head_out(h))
 
 
-class PixelRNN(AutoregressiveModel):
+class PixelRNN(ImageAutoregressiveModel):
     """PixelRNN over ``C x H x W`` images of integer levels or bits, flat data ``[N, C H W]``.
 
     ``p(x) = prod_pixels prod_channels p(x_{ch, r, c} | pixels before (r, c), channels < ch)``,
@@ -377,18 +374,6 @@ class PixelRNN(AutoregressiveModel):
     """
 
     name = "pixelrnn"
-    likelihoods = ("bernoulli", "categorical", "logistic-mixture")
-    #: the digits recipe (Diagonal BiLSTM, dropout, cosine schedule);
-    #: benchmark numbers: ``python benchmarks/digits.py`` (benchmarks/RESULTS.md)
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 40,
-        "batch_size": 100,
-        "lr": 3e-3,
-        "optimizer": "adamw",
-        "weight_decay": 1e-2,
-        "lr_schedule": "cosine",
-        "patience": 15,
-    }
 
     def __init__(
         self,
@@ -422,24 +407,6 @@ class PixelRNN(AutoregressiveModel):
         self.net = PixelRNNNet(
             chw, head, hidden_channels, num_layers, kernel_size, layer, row_kernel_size, dropout
         )
-
-    @property
-    def order(self) -> torch.Tensor:
-        """``[D]``: the flat index generated at each step (raster pixels, then R, G, B)."""
-        return self.net.order
-
-    def distribution(self) -> AutoregressiveDistribution:
-        """The distribution of one flat image: batch ``[]``, event ``[D]``, pixel order."""
-        return AutoregressiveDistribution(self.net, self.head, self.event_shape, self.order)
-
-    @classmethod
-    def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
-        """The PixelRNN for flat images described by ``info`` (``info.image_shape``).
-
-        Raises:
-            ModelError: data that are not images, or not binary / integer levels.
-        """
-        return image_for_data(cls, info, **kwargs)
 
 
 def _check_recurrence(channels: int, hidden: int, layer: str, row_kernel: int) -> None:
