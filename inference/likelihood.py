@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ppgen.evaluate import Structure, inspect_structure, log_likelihood, resolve
+from ppgen.evaluate import Structure, log_likelihood, structure_of
 from ppgen.objective import Objective
 
 __all__ = ["MaximumLikelihood", "StructureCache"]
@@ -23,7 +23,7 @@ class StructureCache:
     ) -> Structure:
         """The structure of ``model``'s programs run on ``x`` (and its keyword arguments)."""
         if self._structure is None:
-            self._structure = inspect_structure(resolve(model), x, kwargs or {})
+            self._structure = structure_of(model, x, kwargs)
         return self._structure
 
 

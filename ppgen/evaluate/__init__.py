@@ -13,6 +13,7 @@ from ppgen.evaluate.estimators import (
     elbo,
     log_likelihood,
     pointwise_log_likelihood,
+    structure_of,
 )
 from ppgen.evaluate.program import DATA_PLATE, Structure, inspect_structure, resolve
 
@@ -24,6 +25,7 @@ __all__ = [
     "dequantization_bound",
     "nll_report",
     "inspect_structure",
+    "structure_of",
     "resolve",
     "Structure",
     "DATA_PLATE",

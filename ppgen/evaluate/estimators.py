@@ -189,14 +189,46 @@ def pointwise_log_likelihood(
 def _setup(model, guide, x, kwargs, structure, given=None, check=True):
     program = resolve(model, guide)
     if not check:
-        return program, x, structure or inspect_structure(program, x, kwargs, given), True
+        return program, x, structure or _structure(program, guide, x, kwargs, given), True
     x = _prepare_data(program, x)
     if structure is None:
-        structure = inspect_structure(program, x, kwargs, given)
+        structure = _structure(program, guide, x, kwargs, given)
     checked = program.zoo is not None or check_supports(structure, x)
     if given:
         program = Program(program.model, None, program.source)
     return program, x, structure, checked
+
+
+def structure_of(model: Any, x: torch.Tensor, kwargs: dict[str, Any] | None = None) -> Structure:
+    """The structure of ``model``'s program pair on data like ``x`` (what training objectives
+    cache), probed exactly as the estimators probe it: remembered by zoo models, and without
+    touching the random state."""
+    return _structure(resolve(model), None, x, kwargs or {}, None)
+
+
+def _structure(program: Program, guide: Any, x: torch.Tensor, kwargs, given) -> Structure:
+    """The program's structure; a zoo model with its own guide keeps it per kind of data.
+
+    A zoo model's sites do not change over its life, so tracing it on one row on every call
+    (a pass of the whole network) is wasted work: the structure is remembered on the model,
+    keyed by the datum's shape and dtype and the keyword arguments' names.
+    """
+    zoo = program.zoo
+    if zoo is None or guide is not None or given:
+        return _probe(program, x, kwargs, given)
+    key = (tuple(x.shape[1:]), x.dtype, tuple(sorted(kwargs)))
+    cache = zoo.__dict__.setdefault("_structures", {})
+    if key not in cache:
+        cache[key] = _probe(program, x, kwargs, given)
+    return cache[key]
+
+
+def _probe(program: Program, x: torch.Tensor, kwargs, given) -> Structure:
+    """:func:`inspect_structure` without touching the random state, so that a seeded
+    evaluation draws the same numbers whether or not the structure was remembered."""
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return inspect_structure(program, x, kwargs, given)
 
 
 def _prepare_data(program: Program, x: Any) -> torch.Tensor:

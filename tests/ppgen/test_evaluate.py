@@ -1087,3 +1087,22 @@ def test_pointwise_fallback_slices_local_draws():
     draws = {"z": torch.randn(3, 6)}
     got = pointwise_log_likelihood(local, x, draws, batch_size=4)
     assert torch.allclose(got, dist.Normal(draws["z"], 1.0).log_prob(x), atol=1e-5)
+
+
+def test_zoo_structure_is_inspected_once_per_kind_of_data():
+    """A zoo model's program is probed on one row the first time only (per datum shape, dtype
+    and keyword names); a user program is probed on every call."""
+    from ppgen.models import MarkovChain
+
+    model = MarkovChain(4, num_levels=3)
+    traced = []
+    original = model.model
+    model.model = lambda *a, **k: (traced.append(1), original(*a, **k))[1]
+    x = torch.randint(3, (5, 4))
+    first = ppgen.log_likelihood(model, x)
+    n_first = len(traced)
+    second = ppgen.log_likelihood(model, x)
+    assert n_first == 2 and len(traced) == 3  # probe + chunk, then the chunk only
+    torch.testing.assert_close(first, second)
+    with pytest.raises(ppgen.DataError):
+        ppgen.log_likelihood(model, torch.randint(3, (5, 5)))  # still checked
