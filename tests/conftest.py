@@ -35,3 +35,14 @@ def clean_param_store():
     pyro.clear_param_store()
     yield
     assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-tensor tests: several threads spin-wait on a
+    busy machine (about 5x slower here). Opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -52,16 +52,12 @@ SHRINK, SHIFT = 0.5, 0.5
 W = torch.tensor([[1.0, 0.8], [0.9, 1.0], [1.0, 0.9], [-0.2, 0.1]], dtype=F64)
 PPCA = helpers.PPCA(W, torch.zeros(4, dtype=F64), 0.7)
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a busy machine (5x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def data() -> torch.Tensor:

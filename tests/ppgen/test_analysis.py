@@ -16,6 +16,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from testkit import NORMAL_MODEL_SOURCE
 
 from ppgen import analysis
 from ppgen.analysis.convert import site_dims
@@ -206,13 +207,7 @@ def test_plot_all_writes_pngs(normal_nuts, tmp_path):
 
 def test_cli_posterior_writes_outputs(tmp_path, capsys):
     src = tmp_path / "user_model.py"
-    src.write_text(
-        "import pyro, pyro.distributions as dist\n"
-        "def model(x):\n"
-        "    mu = pyro.sample('mu', dist.Normal(0.0, 10.0))\n"
-        "    with pyro.plate('data', x.shape[0]):\n"
-        "        pyro.sample('x', dist.Normal(mu, 1.0), obs=x)\n"
-    )
+    src.write_text(NORMAL_MODEL_SOURCE)
     np.save(tmp_path / "x.npy", normal_data().numpy())
     out = tmp_path / "out"
     code = main(["posterior", f"{src}:model", "--data", str(tmp_path / "x.npy"), "--out",

@@ -11,6 +11,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer.mcmc import NUTS
+from testkit import NORMAL_MODEL_SOURCE
 
 import ppgen.analysis.mcmc as mcmc
 from ppgen.analysis.mcmc import check_pyro_internals, resolve_chain_method, run_chains
@@ -18,14 +19,9 @@ from ppgen.errors import ModelError
 
 PRIOR_SD = 10.0
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a busy machine (5x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def normal_model(x):
@@ -121,13 +117,7 @@ def test_cli_chain_method_reaches_the_sampler(tmp_path):
     from ppgen.cli import main
 
     src = tmp_path / "m.py"
-    src.write_text(
-        "import pyro, pyro.distributions as dist\n"
-        "def model(x):\n"
-        "    mu = pyro.sample('mu', dist.Normal(0.0, 10.0))\n"
-        "    with pyro.plate('data', x.shape[0]):\n"
-        "        pyro.sample('x', dist.Normal(mu, 1.0), obs=x)\n"
-    )
+    src.write_text(NORMAL_MODEL_SOURCE)
     np.save(tmp_path / "x.npy", normal_data().numpy())
     out = tmp_path / "out"
     code = main(["posterior", f"{src}:model", "--data", str(tmp_path / "x.npy"), "--out",

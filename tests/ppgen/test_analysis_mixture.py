@@ -21,16 +21,12 @@ from ppgen import analysis
 from ppgen.analysis.enumeration import enumerated_pointwise_log_likelihood
 from ppgen.errors import ModelError
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a busy machine (5x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gaussian_mixture.py"
 
