@@ -11,7 +11,6 @@ import torch
 
 from ppgen.analysis.binding import bind
 from ppgen.analysis.convert import make_inference_data, site_dims
-from ppgen.analysis.enumeration import enumerated_pointwise_log_likelihood, enumerated_sites
 from ppgen.analysis.mcmc import KERNELS, run_chains
 from ppgen.analysis.simulate import predictive_draws, prior_draws, sample_sites, trace_program
 from ppgen.analysis.vi import GUIDES, fit_guide
@@ -108,8 +107,7 @@ def posterior(
     groups = {
         "posterior": draws,
         "sample_stats": stats,
-        "log_likelihood": _log_likelihood(bound, flat, observed, data_site, num_chains,
-                                          enumerated_sites(trace)),
+        "log_likelihood": _log_likelihood(bound, flat, observed, data_site, num_chains),
         "posterior_predictive": _chains(predictive_draws(model, args, kwargs, flat, observed,
                                                          seed + 1), num_chains),
         **_prior(model, args, kwargs, latent, observed, num_prior_samples or num_samples, seed),
@@ -143,13 +141,9 @@ def _infer(model, args, kwargs, method, guide, num_samples, num_warmup, num_chai
     return out.samples, {}, attrs
 
 
-def _log_likelihood(bound, flat, observed, data_site, num_chains,
-                    enumerated) -> dict[str, np.ndarray]:
-    if enumerated:  # discrete sites NUTS summed out: sum them out here too
-        ll = enumerated_pointwise_log_likelihood(bound.program, bound.x, flat, observed,
-                                                 **bound.kwargs)
-    else:
-        ll = pointwise_log_likelihood(bound.program, bound.x, flat, **bound.kwargs)
+def _log_likelihood(bound, flat, observed, data_site, num_chains) -> dict[str, np.ndarray]:
+    # discrete sites NUTS summed out (@config_enumerate) are summed out here too
+    ll = pointwise_log_likelihood(bound.program, bound.x, flat, **bound.kwargs)
     return {_ll_name(observed, data_site): _chains({"ll": ll.cpu().numpy()}, num_chains)["ll"]}
 
 

@@ -2,7 +2,9 @@
 
 Built on ``poutine.trace`` / ``poutine.replay``; returns per-datum tensors; vectorised over
 particles; chunked over data; runs on the data's device. Training objectives, anomaly scores
-and ArviZ's ``log_likelihood`` group all call these functions.
+and ArviZ's ``log_likelihood`` group all call these functions. Discrete sites marked for
+enumeration (``@config_enumerate``, e.g. mixture assignments) are summed out exactly in every
+one of them (:mod:`ppgen.evaluate.enumeration`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The one primitive is a pair of traces: the guide run under a vectorised particle
 model replayed against it. Every site's ``log_prob`` is reduced over every dimension but the
 particle plate's and the ``"data"`` plate's, giving ``[K, n]`` tensors; data are processed in
 chunks so that ``K x chunk`` stays within a fixed number of rows, and nothing inside the loop
-synchronises with the host.
+synchronises with the host. Discrete sites marked for enumeration (``@config_enumerate``) are
+summed out exactly instead of sampled (:mod:`ppgen.evaluate.enumeration`); programs without
+them take the plain path, with no extra trace.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from torch.distributions import kl_divergence
 
 from ppgen.data.validate import as_tensor
 from ppgen.errors import DataError, ModelError
+from ppgen.evaluate.enumeration import contract_sites, enumerate_program
 from ppgen.evaluate.program import (
+    DATA_PLATE,
     Program,
     Structure,
     batch_dims_message,
@@ -53,9 +57,13 @@ def log_likelihood(
 ) -> torch.Tensor:
     """Per-datum log-likelihood ``log p(x_n)``: exact, or importance-weighted.
 
-    Exact when the model has no latent sites. Otherwise the importance-weighted estimate
-    ``log (1/K) sum_k p(x_n, z_k) / q(z_k | x_n)`` with ``z_k ~ q(z | x_n)`` — a stochastic
-    lower bound in expectation that tightens as ``K`` grows (Burda et al., 2016).
+    Exact when the model has no latent sites other than enumerated ones (discrete sites in
+    the ``"data"`` plate marked ``infer={"enumerate": "parallel"}``, e.g. by
+    ``@config_enumerate``, summed out exactly: a mixture's ``log sum_c p(c) p(x_n | c)``).
+    Otherwise the importance-weighted estimate ``log (1/K) sum_k p(x_n, z_k) / q(z_k | x_n)``
+    with ``z_k ~ q(z | x_n)`` — a stochastic lower bound in expectation that tightens as ``K``
+    grows (Burda et al., 2016); enumerated sites the guide does not sample are summed out of
+    ``p(x_n, z_k)``.
 
     Args:
         model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x, **kwargs)`` with
@@ -98,7 +106,7 @@ def log_likelihood(
             _iw_chunk(program, structure, xb, kb, K, pchunk)
             for xb, kb in _chunks(x, kwargs, rows)
         ]
-    return torch.cat(parts)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def elbo(
@@ -116,6 +124,9 @@ def elbo(
 ) -> torch.Tensor:
     """Per-datum evidence lower bound ``E_q[log p(x_n, z) - log q(z | x_n)]``.
 
+    Enumerated sites the guide does not sample (see :func:`log_likelihood`) are summed out of
+    ``p(x_n, z)``; with no other latent site the bound is the exact ``log p(x_n)``.
+
     Args:
         model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x)``.
         guide: ``guide(x)`` (``None`` for a zoo model's own guide, or a model without latents).
@@ -123,7 +134,8 @@ def elbo(
         num_particles: Monte Carlo samples averaged per datum.
         batch_size: rows per chunk.
         analytic_kl: use the closed-form ``KL(q || p)`` for latent sites where one is
-            registered (e.g. Gaussian guide and Gaussian prior), Monte Carlo elsewhere.
+            registered (e.g. Gaussian guide and Gaussian prior), Monte Carlo elsewhere; not
+            with enumerated sites, whose sum couples the terms.
         differentiable: keep the graph; non-reparameterisable latent sites then add a
             score-function surrogate whose value is zero, so the result is unchanged.
         structure: cached program structure.
@@ -135,6 +147,11 @@ def elbo(
     """
     program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
+    if analytic_kl and structure.enumerated and structure.latent:
+        raise ModelError(
+            f"analytic_kl=True with enumerated sites {structure.enumerated}: the sum over "
+            "them couples the KL terms; pass analytic_kl=False (Monte Carlo over the guide)"
+        )
     K = num_particles
     rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
     with _grad(differentiable), validation_context(checked):
@@ -142,7 +159,7 @@ def elbo(
             _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable)
             for xb, kb in _chunks(x, kwargs, rows)
         ]
-    return torch.cat(parts)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def pointwise_log_likelihood(
@@ -156,7 +173,10 @@ def pointwise_log_likelihood(
     """``log p(x_n | theta_s)`` for every posterior draw ``s`` and datum ``n``: ``[S, N]``.
 
     This is ArviZ's ``log_likelihood`` group (LOO, WAIC). Each draw conditions the model's
-    latent sites; only observed sites count.
+    latent sites; only observed sites count. Discrete sites marked for enumeration
+    (``@config_enumerate``, e.g. a mixture's assignments, which NUTS sums out) are summed out
+    here too: ``log p(x_n | theta_s) = log sum_c p(c | theta_s) p(x_n | c, theta_s)``, a
+    log-sum-exp per datum; they must sit in the ``"data"`` plate.
 
     Args:
         model: a Pyro program ``model(x)`` (or a zoo model).
@@ -168,6 +188,10 @@ def pointwise_log_likelihood(
 
     Returns:
         ``[S, N]`` log-likelihoods.
+
+    Raises:
+        ModelError: no draws, draws of different lengths, latent sites that are neither
+            given nor enumerated, or an enumerated site outside the ``"data"`` plate.
     """
     if not posterior_samples:
         raise ModelError("posterior_samples is empty: pass {site name: [S, ...] draws}")
@@ -295,6 +319,8 @@ def _traces(program: Program, structure: Structure, xb, kb, K: int):
         guide = _vectorized(program.guide, K, structure, xb.device)
         guide_tr = poutine.trace(guide).get_trace(xb, **kb)
     model = _vectorized(program.model, K, structure, xb.device)
+    if structure.enumerated:  # enumeration dims go left of the particle plate
+        model = enumerate_program(model, structure.nesting + 1)
     if guide_tr is not None:
         model = poutine.replay(model, trace=guide_tr)
     model_tr = poutine.trace(model).get_trace(xb, **kb)
@@ -329,6 +355,22 @@ def _site_sum(trace, names: list[str], structure: Structure, K: int, n: int) -> 
     return total
 
 
+def _joint_sum(trace, names: list[str], structure: Structure, K: int, n: int,
+               keep: tuple[str, ...] = (PARTICLE_PLATE, DATA_PLATE)) -> torch.Tensor:
+    """:func:`_site_sum` of the model sites ``names``, the enumerated sites summed out."""
+    if not structure.enumerated:
+        return _site_sum(trace, names, structure, K, n)
+    log_probs = {}
+    for name in names + structure.enumerated:
+        site = trace.nodes[name]
+        lp = site["fn"].log_prob(site["value"])
+        if name not in structure.enumerated and lp.shape != site["fn"].batch_shape:
+            raise ModelError(batch_dims_message(name, lp.shape))
+        log_probs[name] = _scaled(lp, site)
+    total = contract_sites(trace, log_probs, structure.enumerated, keep)
+    return _per_datum(total, structure, K, n, names[0])
+
+
 def _scaled(lp: torch.Tensor, site: dict) -> torch.Tensor:
     mask = site.get("mask")
     if mask is not None and mask is not True:
@@ -342,6 +384,8 @@ def _scaled(lp: torch.Tensor, site: dict) -> torch.Tensor:
 
 def _iw_chunk(program, structure, xb, kb, K: int, pchunk: int) -> torch.Tensor:
     n = xb.shape[0]
+    if K == 1:  # exact (no latent sites) or a single particle: nothing to average
+        return _log_weights(program, structure, xb, kb, 1, n)[0]
     parts = [
         _log_weights(program, structure, xb, kb, k, n)
         for k in _particle_sizes(K, pchunk)
@@ -356,7 +400,12 @@ def _particle_sizes(K: int, pchunk: int) -> list[int]:
 
 def _log_weights(program, structure, xb, kb, K: int, n: int) -> torch.Tensor:
     guide_tr, model_tr = _traces(program, structure, xb, kb, K)
-    log_p = _site_sum(model_tr, structure.observed + structure.latent, structure, K, n)
+    return _log_weights_of(model_tr, guide_tr, structure, K, n)
+
+
+def _log_weights_of(model_tr, guide_tr, structure, K: int, n: int) -> torch.Tensor:
+    """``log p(x_n, z_k) - log q(z_k | x_n)``: ``[K, n]``."""
+    log_p = _joint_sum(model_tr, structure.observed + structure.latent, structure, K, n)
     if not structure.latent:
         return log_p
     return log_p - _site_sum(guide_tr, structure.latent, structure, K, n)
@@ -365,10 +414,13 @@ def _log_weights(program, structure, xb, kb, K: int, n: int) -> torch.Tensor:
 def _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable) -> torch.Tensor:
     n = xb.shape[0]
     guide_tr, model_tr = _traces(program, structure, xb, kb, K)
-    value = _site_sum(model_tr, structure.observed, structure, K, n)
-    for name in structure.latent:
-        value = value - _kl_term(model_tr.nodes[name], guide_tr.nodes[name], structure, K, n,
-                                 analytic_kl)
+    if structure.enumerated:  # the sum over enumerated values couples the sites
+        value = _log_weights_of(model_tr, guide_tr, structure, K, n)
+    else:
+        value = _site_sum(model_tr, structure.observed, structure, K, n)
+        for name in structure.latent:
+            value = value - _kl_term(model_tr.nodes[name], guide_tr.nodes[name], structure,
+                                     K, n, analytic_kl)
     if differentiable and not structure.reparameterized:
         value = _with_score_function(value, guide_tr, structure, K, n)
     return value.mean(0)
@@ -401,25 +453,32 @@ def _with_score_function(value, guide_tr, structure, K, n) -> torch.Tensor:
 
 
 def _pointwise_chunk(program, structure, xb, kb, samples, rows: slice) -> torch.Tensor:
-    S = _num_draws(samples)
+    S, n = _num_draws(samples), xb.shape[0]
     data = {k: _given_value(v, structure, k, rows) for k, v in samples.items()}
     model = poutine.condition(program.model, data=data)
     model = _vectorized(model, S, structure, xb.device)
+    if structure.enumerated:  # enumeration dims go left of the particle plate
+        model = enumerate_program(model, structure.nesting + 1)
     try:
         trace = poutine.trace(model).get_trace(xb, **kb)
+        if structure.enumerated:  # a wrong broadcast shows up as a misplaced dimension
+            return _joint_sum(trace, structure.observed, structure, S, n)
     except (RuntimeError, ValueError):
         # A program written for unbatched parameters (``X @ w`` with ``w: [D]``) cannot run
         # all draws at once: score the draws one at a time instead.
         return torch.cat([_pointwise_draw(program, structure, xb, kb, samples, s, rows)
                           for s in range(S)])
-    return _site_sum(trace, structure.observed, structure, S, xb.shape[0])
+    return _site_sum(trace, structure.observed, structure, S, n)
 
 
 def _pointwise_draw(program, structure, xb, kb, samples, s: int, rows: slice) -> torch.Tensor:
     """``log p(x_n | theta_s)`` for one draw, the program run as written: ``[1, n]``."""
     data = {k: _draw_value(v[s], structure, k, rows) for k, v in samples.items()}
-    trace = poutine.trace(poutine.condition(program.model, data=data)).get_trace(xb, **kb)
-    return _site_sum(trace, structure.observed, structure, 1, xb.shape[0])
+    model = poutine.condition(program.model, data=data)
+    if structure.enumerated:
+        model = enumerate_program(model, structure.nesting)
+    trace = poutine.trace(model).get_trace(xb, **kb)
+    return _joint_sum(trace, structure.observed, structure, 1, xb.shape[0], keep=(DATA_PLATE,))
 
 
 def _draw_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):

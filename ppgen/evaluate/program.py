@@ -3,13 +3,13 @@
 A zoo :class:`~ppgen.protocol.GenerativeModel` and a user's plain ``model(x)`` function (with or
 without a ``guide(x)``) become the same thing here: a :class:`Program` with the model callable,
 the guide callable (or ``None``), and the structure read off one trace — the plate nesting, the
-``"data"`` plate's dimension, and the observed and latent sites.
+``"data"`` plate's dimension, and the observed, latent and enumerated sites.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyro
@@ -18,6 +18,7 @@ from pyro import poutine
 from pyro.poutine.subsample_messenger import _Subsample
 
 from ppgen.errors import DataError, ImplicitModelError, ModelError
+from ppgen.evaluate.enumeration import enumerated_sites
 from ppgen.protocol import GenerativeModel, ModelKind
 
 __all__ = ["Program", "Structure", "resolve", "inspect_structure", "DATA_PLATE"]
@@ -53,12 +54,16 @@ class Structure:
         nesting: number of vectorised plate dimensions (the particle plate goes left of them).
         data_dim: the (negative) dimension of the ``"data"`` plate.
         observed: names of observed sample sites.
-        latent: names of latent (unobserved) sample sites.
+        latent: names of latent (unobserved) sample sites the guide samples (or that are
+            given), enumerated sites excluded.
         reparameterized: whether every latent site has ``rsample``.
         supports: support constraint of each observed site (for up-front data checks).
         global_latent: latent sites outside the ``"data"`` plate.
         given: sites whose values are supplied (posterior samples), with their batch rank and
             whether they sit in the data plate.
+        enumerated: latent sites summed out exactly (marked ``infer={"enumerate":
+            "parallel"}``, e.g. by ``config_enumerate``, and not sampled by the guide); all
+            in the ``"data"`` plate (see :mod:`ppgen.evaluate.enumeration`).
     """
 
     nesting: int
@@ -69,6 +74,7 @@ class Structure:
     supports: dict[str, Any]
     global_latent: list[str]
     given: dict[str, tuple[int, bool]]
+    enumerated: list[str] = field(default_factory=list)
 
 
 def resolve(model: Any, guide: Any = None) -> Program:
@@ -113,7 +119,8 @@ def inspect_structure(
 
     Raises:
         ModelError: no ``"data"`` plate, no observed site, latent sites without a guide, an
-            observed site outside the data plate, or a program that fails to run.
+            observed or enumerated site outside the data plate, or a program that fails to
+            run.
         ImplicitModelError: a site whose distribution has no density.
     """
     given = given or {}
@@ -126,15 +133,18 @@ def inspect_structure(
     guide_tr, model_tr = _trace_once(program, x1, kw1)
     nesting = _plate_nesting([guide_tr, model_tr] if guide_tr else [model_tr])
     observed, latent = _split_sites(model_tr, set(given))
+    enumerated = enumerated_sites(model_tr, guide_tr, DATA_PLATE)
+    latent = [n for n in latent if n not in enumerated]
     _check_sites(program, model_tr, guide_tr, observed, latent)
-    _check_batch_ranks(model_tr, observed + latent, nesting)
+    _check_batch_ranks(model_tr, observed + latent + enumerated, nesting)
     data_dim = _data_dim(model_tr, observed)
     reparam = all(getattr(guide_tr.nodes[n]["fn"], "has_rsample", False) for n in latent)
     supports = {n: model_tr.nodes[n]["fn"].support for n in observed}
     global_latent = [n for n in latent if not _in_data_plate(model_tr.nodes[n])]
     given_info = {n: _given_info(model_tr.nodes[n]) for n in given if n in model_tr.nodes}
     return Structure(
-        nesting, data_dim, observed, latent, reparam, supports, global_latent, given_info
+        nesting, data_dim, observed, latent, reparam, supports, global_latent, given_info,
+        enumerated,
     )
 
 

@@ -1,7 +1,8 @@
 """PixelCNN: exhaustive normalisation of tiny images, the autoregressive property and the
 receptive field (autograd Jacobians: the gated stacks have no blind spot, the original masked
-convolutions do), R -> G -> B ordering inside a pixel, goodness of fit of samples, shapes,
-data errors and checkpoints.
+convolutions do), R -> G -> B ordering inside a pixel, goodness of fit of samples, shapes and
+its own argument errors (checkpoints, ``for_data`` and the errors it shares with PixelRNN:
+test_image_autoregressive.py).
 
 Goodness-of-fit tests use fixed seeds and reject at p < 0.001 each (two here).
 """
@@ -14,7 +15,6 @@ from scipy import stats
 from testkit import P_MIN, all_configs, data_for, randomize
 
 import ppgen
-from ppgen.data import DataInfo
 from ppgen.evaluate import log_likelihood
 from ppgen.models.masked_conv import channel_groups, channel_mask
 from ppgen.models.pixelcnn import PixelCNN, pixel_order
@@ -194,45 +194,14 @@ def test_shapes_dtype_and_device(gated, device):
     torch.testing.assert_close(log_likelihood(model, x, differentiable=True).detach(), ll)
 
 
-def test_digits_shaped_data_and_checkpoint(tmp_path):
-    info = DataInfo((64,), "categorical", num_levels=17, image_shape=(8, 8), name="digits")
-    model = PixelCNN.for_data(info, hidden_channels=8, num_layers=2)
-    assert model.image_shape == (8, 8) and model.likelihood == "categorical"
-    x = torch.randint(17, (5, 64))
-    ll = ppgen.log_likelihood(model, x)
-    assert ll.shape == (5,) and torch.isfinite(ll).all()
-    model.save(str(tmp_path / "model.pt"))
-    loaded = ppgen.load(tmp_path / "model.pt")
-    assert type(loaded) is PixelCNN and loaded.get_config() == model.get_config()
-    torch.testing.assert_close(ppgen.log_likelihood(loaded, x), ll)
-
-
 # ---------------------------------------------------------------------------- errors
 
 
-def test_for_data_errors():
-    with pytest.raises(ppgen.ModelError, match="NADE or MADE"):
-        PixelCNN.for_data(DataInfo((6,), "categorical", num_levels=3))
-    with pytest.raises(ppgen.ModelError, match="flat images"):
-        PixelCNN.for_data(DataInfo((5,), "bernoulli", image_shape=(2, 3)))
-    with pytest.raises(ppgen.ModelError, match="continuous"):
-        PixelCNN.for_data(DataInfo((4,), "continuous", image_shape=(2, 2)))
-    binary = PixelCNN.for_data(DataInfo((12,), "bernoulli", image_shape=(3, 2, 2)))
-    assert binary.likelihood == "bernoulli" and binary.image_shape == (3, 2, 2)
-
-
-def test_constructor_and_data_errors():
-    for kwargs, match in [
-        ({"image_shape": (2,)}, "image_shape"),
-        ({"image_shape": (3, 2, 2), "hidden_channels": 2}, "hidden_channels"),
-        ({"image_shape": (2, 2), "kernel_size": 4}, "kernel_size"),
-        ({"image_shape": (2, 2), "dropout": 1.0}, "dropout"),
-        ({"image_shape": (2, 2), "likelihood": "gaussian-mixture"}, "no 'gaussian-mixture'"),
-    ]:
-        with pytest.raises(ppgen.ModelError, match=match):
-            PixelCNN(**kwargs)
-    with pytest.raises(ppgen.DataError, match="shape"):
-        log_likelihood(make((1, 2, 2)), torch.zeros(3, 5))
+def test_constructor_errors():
+    """PixelCNN's own argument checks; those it shares with PixelRNN (and its data and
+    ``for_data`` errors) are in test_image_autoregressive.py."""
+    with pytest.raises(ppgen.ModelError, match="hidden_channels"):
+        PixelCNN((3, 2, 2), hidden_channels=2)
 
 
 # ---------------------------------------------------------------------------- digits

@@ -2,7 +2,8 @@
 autoregressive property and the receptive fields (autograd Jacobians on square and
 non-square, grey and RGB images: the Diagonal BiLSTM sees the whole context, the Row LSTM
 exactly its triangle), R -> G -> B ordering inside a pixel, skewing, goodness of fit of
-samples, shapes, device, data errors and checkpoints.
+samples, shapes, device and its own argument errors (checkpoints, ``for_data`` and the errors
+it shares with PixelCNN: test_image_autoregressive.py).
 
 Goodness-of-fit tests use fixed seeds and reject at p < 0.001 each (four here), so a correct
 implementation fails one of them with probability below 0.4% for a given seed.
@@ -12,19 +13,18 @@ from __future__ import annotations
 
 import itertools
 
-import pyro
 import pytest
 import torch
 from scipy import stats
+from testkit import P_MIN, all_configs, data_for, randomize
 
 import ppgen
-from ppgen.data import DataInfo
 from ppgen.evaluate import log_likelihood
 from ppgen.models.pixelcnn import pixel_order
 from ppgen.models.pixelrnn import LAYERS, PixelRNN, skew, unskew
 from ppgen.protocol import ModelKind, model_class
 
-P_MIN = 1e-3  # failure rate of each goodness-of-fit test under a correct implementation
+pytestmark = pytest.mark.usefixtures("clean_param_store")
 
 
 def make(
@@ -39,20 +39,7 @@ def make(
     if likelihood == "logistic-mixture":
         kwargs.setdefault("num_components", 2)
     model = PixelRNN(shape, likelihood=likelihood, num_levels=levels, **kwargs)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g))
-    return model
-
-
-def all_configs(n: int, K: int) -> torch.Tensor:
-    """``[K^n, n]``: every configuration, first variable most significant."""
-    return torch.tensor(list(itertools.product(range(K), repeat=n)))
-
-
-def data_for(model: PixelRNN, x: torch.Tensor) -> torch.Tensor:
-    return x.float() if model.likelihood == "bernoulli" else x
+    return randomize(model, scale=scale)
 
 
 def dependency(model: PixelRNN, num_images: int = 16, rows=None) -> torch.Tensor:
@@ -109,14 +96,6 @@ def row_lstm_field(H: int, W: int, k: int, k_row: int) -> torch.Tensor:
             for rr, cc in seen_by_feature(*q) if inside(*q) else ():
                 field[r * W + c, rr * W + cc] = True
     return field
-
-
-@pytest.fixture(autouse=True)
-def clean_param_store():
-    pyro.set_rng_seed(0)
-    pyro.clear_param_store()
-    yield
-    assert not list(pyro.get_param_store().keys()), "parameters leaked into Pyro's store"
 
 
 # ---------------------------------------------------------------------------- protocol
@@ -280,50 +259,24 @@ def test_shapes_dtype_and_device(layer, device):
     torch.testing.assert_close(log_likelihood(model, x, differentiable=True).detach(), ll)
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_digits_shaped_data_and_checkpoint(layer, tmp_path):
-    info = DataInfo((64,), "categorical", num_levels=17, image_shape=(8, 8), name="digits")
-    model = PixelRNN.for_data(info, hidden_channels=8, num_layers=2, layer=layer)
-    assert model.image_shape == (8, 8) and model.likelihood == "categorical"
-    x = torch.randint(17, (5, 64))
-    ll = ppgen.log_likelihood(model, x)
-    assert ll.shape == (5,) and torch.isfinite(ll).all()
-    model.save(str(tmp_path / "model.pt"))
-    loaded = ppgen.load(tmp_path / "model.pt")
-    assert type(loaded) is PixelRNN and loaded.get_config() == model.get_config()
-    torch.testing.assert_close(ppgen.log_likelihood(loaded, x), ll)
-
-
 # ---------------------------------------------------------------------------- errors
 
 
-def test_for_data_errors():
-    with pytest.raises(ppgen.ModelError, match="NADE or MADE"):
-        PixelRNN.for_data(DataInfo((6,), "categorical", num_levels=3))
-    with pytest.raises(ppgen.ModelError, match="flat images"):
-        PixelRNN.for_data(DataInfo((5,), "bernoulli", image_shape=(2, 3)))
-    with pytest.raises(ppgen.ModelError, match="continuous"):
-        PixelRNN.for_data(DataInfo((4,), "continuous", image_shape=(2, 2)))
-    binary = PixelRNN.for_data(DataInfo((12,), "bernoulli", image_shape=(3, 2, 2)))
-    assert binary.likelihood == "bernoulli" and binary.image_shape == (3, 2, 2)
-
-
-def test_constructor_and_data_errors():
-    for kwargs, match in [
-        ({"image_shape": (2,)}, "image_shape"),
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
         ({"image_shape": (3, 2, 2), "hidden_channels": 5}, "hidden_channels"),
         ({"image_shape": (2, 2), "hidden_channels": 1}, "hidden_channels"),
-        ({"image_shape": (2, 2), "kernel_size": 4}, "kernel_size"),
         ({"image_shape": (2, 2), "row_kernel_size": 2}, "row_kernel_size"),
         ({"image_shape": (2, 2), "layer": "grid-lstm"}, "grid-lstm"),
         ({"image_shape": (2, 2), "num_layers": -1}, "num_layers"),
-        ({"image_shape": (2, 2), "dropout": 1.0}, "dropout"),
-        ({"image_shape": (2, 2), "likelihood": "gaussian-mixture"}, "no 'gaussian-mixture'"),
-    ]:
-        with pytest.raises(ppgen.ModelError, match=match):
-            PixelRNN(**kwargs)
-    with pytest.raises(ppgen.DataError, match="shape"):
-        log_likelihood(make((1, 2, 2)), torch.zeros(3, 5))
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    """PixelRNN's own argument checks; those it shares with PixelCNN (and its data and
+    ``for_data`` errors) are in test_image_autoregressive.py."""
+    with pytest.raises(ppgen.ModelError, match=match):
+        PixelRNN(**kwargs)
 
 
 # ---------------------------------------------------------------------------- digits

@@ -8,39 +8,14 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
+from testkit import TinyGaussian, randomize
 
 from ppgen.checkpoint import load_model, read_checkpoint, save_model
 from ppgen.errors import CheckpointError
-from ppgen.protocol import GenerativeModel, ModelKind
 
 __all__: list[str] = []
-
-
-class CheckpointTestGaussian(GenerativeModel):
-    """Diagonal Gaussian with learnable mean and log-scale, plus a buffer."""
-
-    kind = ModelKind.EXACT
-
-    def __init__(self, dim: int = 3, label: str = "g") -> None:
-        super().__init__()
-        self.dim, self.label = dim, label
-        self.loc = torch.nn.Parameter(torch.randn(dim))
-        self.log_scale = torch.nn.Parameter(torch.randn(dim))
-        self.register_buffer("count", torch.arange(dim))
-
-    @property
-    def event_shape(self) -> torch.Size:
-        return torch.Size([self.dim])
-
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> Any:
-        n = len(x) if x is not None else num_samples
-        with pyro.plate("data", n, device=self.loc.device):
-            normal = dist.Normal(self.loc, self.log_scale.exp()).expand([n, self.dim])
-            return pyro.sample("x", normal.to_event(1), obs=x)
 
 
 class Exploit:
@@ -54,8 +29,8 @@ class Exploit:
 
 
 @pytest.fixture
-def saved(tmp_path: Path) -> tuple[CheckpointTestGaussian, Path]:
-    model = CheckpointTestGaussian(dim=4, label="four")
+def saved(tmp_path: Path) -> tuple[TinyGaussian, Path]:
+    model = randomize(TinyGaussian(dim=4, label="four"), seed=1)
     path = tmp_path / "model.pt"
     save_model(model, path, extra={"likelihood": "continuous", "event_shape": [4]})
     return model, path
@@ -65,7 +40,7 @@ def saved(tmp_path: Path) -> tuple[CheckpointTestGaussian, Path]:
 def test_round_trip_is_exact(saved):
     model, path = saved
     loaded = load_model(path)
-    assert type(loaded) is CheckpointTestGaussian and not loaded.training
+    assert type(loaded) is TinyGaussian and not loaded.training
     assert loaded.get_config() == model.get_config() == {"dim": 4, "label": "four"}
     assert loaded.state_dict().keys() == model.state_dict().keys()
     for name, value in model.state_dict().items():
@@ -79,7 +54,7 @@ def test_file_contents_and_no_temporary_left(saved):
     assert (raw["format"], raw["version"], raw["model"]) == (
         "ppgen-model",
         1,
-        "checkpoint-test-gaussian",
+        "tiny-gaussian",
     )
     assert raw["extra"] == {"likelihood": "continuous", "event_shape": [4]}
     assert raw["config"] == {"dim": 4, "label": "four"}
@@ -88,14 +63,14 @@ def test_file_contents_and_no_temporary_left(saved):
 
 
 def test_model_save_uses_the_checkpoint_module(tmp_path):
-    model = CheckpointTestGaussian()
+    model = randomize(TinyGaussian(), seed=2)
     model.save(str(tmp_path / "m.pt"))
     assert torch.equal(load_model(tmp_path / "m.pt").loc, model.loc)
 
 
 def test_extra_must_be_json(tmp_path):
     with pytest.raises(CheckpointError, match="JSON"):
-        save_model(CheckpointTestGaussian(), tmp_path / "m.pt", extra={"x": object()})
+        save_model(TinyGaussian(), tmp_path / "m.pt", extra={"x": object()})
     assert not list(tmp_path.iterdir())
 
 
@@ -123,7 +98,7 @@ def test_garbage_file(tmp_path, content):
 
 def test_foreign_torch_file(tmp_path):
     path = tmp_path / "bare.pt"
-    torch.save(CheckpointTestGaussian().state_dict(), path)
+    torch.save(TinyGaussian().state_dict(), path)
     with pytest.raises(CheckpointError, match="not a ppgen model checkpoint.*model.save"):
         load_model(path)
 

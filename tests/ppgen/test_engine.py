@@ -7,17 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
+from testkit import TinyGaussian
 
 from ppgen.checkpoint import load_model, read_checkpoint
 from ppgen.engine import train
 from ppgen.errors import CheckpointError, TrainingError
 from ppgen.history import History
 from ppgen.objective import Objective
-from ppgen.protocol import GenerativeModel, ModelKind
+from ppgen.protocol import GenerativeModel
 
 __all__: list[str] = []
 
@@ -26,28 +25,6 @@ SCALE = torch.tensor([0.5, 2.0, 1.0])
 
 
 # --------------------------------------------------------------------------- fixtures
-class EngineTestGaussian(GenerativeModel):
-    """Diagonal Gaussian with learnable mean and log-scale: x ~ N(loc, exp(log_scale)^2)."""
-
-    kind = ModelKind.EXACT
-
-    def __init__(self, dim: int = 3) -> None:
-        super().__init__()
-        self.dim = dim
-        self.loc = torch.nn.Parameter(torch.zeros(dim))
-        self.log_scale = torch.nn.Parameter(torch.zeros(dim))
-
-    @property
-    def event_shape(self) -> torch.Size:
-        return torch.Size([self.dim])
-
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> Any:
-        n = len(x) if x is not None else num_samples
-        with pyro.plate("data", n, device=self.loc.device):
-            normal = dist.Normal(self.loc, self.log_scale.exp()).expand([n, self.dim])
-            return pyro.sample("x", normal.to_event(1), obs=x)
-
-
 class GaussianNLL(Objective):
     """Mean negative log-likelihood; ``noise`` > 0 jitters the batch with the torch RNG."""
 
@@ -125,7 +102,7 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 
 def run(objective: Objective, data: Any, model: GenerativeModel | None = None, **options: Any):
     """Train a fresh (or the given) model; returns ``(model, history)``."""
-    model = EngineTestGaussian() if model is None else model
+    model = TinyGaussian() if model is None else model
     defaults = {"epochs": 4, "batch_size": 64, "lr": 0.05, "device": "cpu", "progress": False}
     history = train(model, objective, data[0], data[1], **{**defaults, **options})
     return model, history
@@ -184,7 +161,7 @@ def test_early_stopping_restores_the_best_epoch(data):
 @pytest.mark.parametrize("how, culprit", [("inf", "train_loss"), ("nan", "parameters")])
 def test_nan_guard_restores_the_last_good_epoch(data, tmp_path, how, culprit):
     # 400 / 64 -> 7 steps an epoch: step 15 falls in epoch 3
-    model = EngineTestGaussian()
+    model = TinyGaussian()
     with pytest.raises(TrainingError, match=rf"epoch 3: .*{culprit}.*checkpoint\.pt.*lr") as info:
         run(Sabotage(at=14, how=how), data, model=model, epochs=5, out_dir=tmp_path)
     assert "max_grad_norm" in str(info.value)
@@ -219,9 +196,9 @@ def test_out_dir_files(data, tmp_path):
 
 
 # --------------------------------------------------------------------------- exact resume
-def fresh_model() -> EngineTestGaussian:
+def fresh_model() -> TinyGaussian:
     """A new model whose initial values differ from the run's (they must be overwritten)."""
-    model = EngineTestGaussian()
+    model = TinyGaussian()
     with torch.no_grad():
         model.loc.fill_(7.0)
     return model
@@ -270,7 +247,7 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(data, tmp_path: Path):
         run(GaussianNLL(), data, out_dir=tmp_path, resume=True)
     run(GaussianNLL(), data, epochs=1, out_dir=tmp_path)
     with pytest.raises(CheckpointError, match="model config"):
-        run(GaussianNLL(), data, model=EngineTestGaussian(dim=4), out_dir=tmp_path, resume=True)
+        run(GaussianNLL(), data, model=TinyGaussian(dim=4), out_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="objective config"):
         run(GaussianNLL(noise=0.5), data, out_dir=tmp_path, resume=True)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
