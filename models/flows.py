@@ -42,7 +42,7 @@ from nflows.nn.nets import ResidualNet
 from nflows.transforms import Transform
 from torch.nn import functional as F
 
-from ppgen.data.validate import validate
+from ppgen.data.validate import validate, value_range
 from ppgen.distributions.flow import FlowDistribution
 from ppgen.errors import DataError, ModelError
 from ppgen.models.autoregressive import training_step
@@ -402,7 +402,7 @@ class FlowModel(DistributionModel, register=False):
 
 
 def _check_unit_interval(x: torch.Tensor, alpha: float, name: str) -> None:
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = value_range(x)
     closed = alpha > 0
     ok = (lo >= 0 and hi <= 1) if closed else (lo > 0 and hi < 1)
     if not ok:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from ppgen.data.info import LIKELIHOODS, DataInfo
 from ppgen.errors import DataError
 
-__all__ = ["as_tensor", "validate", "validate_for"]
+__all__ = ["as_tensor", "validate", "validate_for", "value_range"]
 
 
 def as_tensor(x: Any, name: str = "data") -> torch.Tensor:
@@ -74,7 +75,7 @@ def validate(
             f"{name} has rows of shape {tuple(t.shape[1:])} but the model expects "
             f"{tuple(event_shape)}: reshape the data or build the model for this shape"
         )
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if t.is_floating_point() and t.numel() and not all(map(math.isfinite, value_range(t))):
         bad = int((~torch.isfinite(t)).reshape(t.shape[0], -1).any(dim=1).sum())
         raise DataError(
             f"{name} contains NaN or infinite values ({bad} rows affected): "
@@ -87,6 +88,17 @@ def validate(
     return t.to(torch.get_default_dtype()) if not t.is_floating_point() else t
 
 
+def value_range(t: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of a non-empty tensor in one pass and one host synchronisation.
+
+    NaN propagates (both ends are NaN if any value is) and infinities show at the ends, so
+    ``all(map(math.isfinite, value_range(t)))`` is the finiteness check — cheaper than
+    ``torch.isfinite(t).all()``, which allocates a mask the size of the data.
+    """
+    lo, hi = torch.aminmax(t)
+    return tuple(torch.stack([lo, hi]).tolist())
+
+
 def _categorical(t: torch.Tensor, num_levels: int | None, name: str) -> torch.Tensor:
     if num_levels is None or num_levels < 2:
         raise DataError("categorical data need num_levels >= 2")
@@ -95,7 +107,7 @@ def _categorical(t: torch.Tensor, num_levels: int | None, name: str) -> torch.Te
             f"{name} has non-integer values but the likelihood is categorical: "
             "use integer levels 0..K-1, or a continuous representation"
         )
-    lo, hi = (t.min().item(), t.max().item())
+    lo, hi = value_range(t)
     if lo < 0 or hi > num_levels - 1:
         raise DataError(
             f"{name} has values in [{lo:g}, {hi:g}] but a categorical likelihood with "

@@ -169,8 +169,8 @@ class FlowDistribution(TorchDistribution):
             )
         lead = value.shape[: value.dim() - k]
         try:
-            return torch.broadcast_shapes(lead, self.batch_shape)
-        except RuntimeError as err:
+            return _broadcast(lead, self.batch_shape)
+        except ValueError as err:
             raise ValueError(
                 f"value of shape {tuple(value.shape)} has leading shape {tuple(lead)}, which "
                 f"does not broadcast with the batch_shape {tuple(self.batch_shape)}"
@@ -239,6 +239,18 @@ class FlowDistribution(TorchDistribution):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes(a, b)`` for two shapes, without its general machinery (this is
+    on every ``log_prob`` call); ``ValueError`` if they do not broadcast."""
+    if a == b:
+        return a
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    if any(i != j and i != 1 and j != 1 for i, j in zip(a, b)):
+        raise ValueError(f"shapes {a} and {b} do not broadcast")
+    return torch.Size(i if j == 1 else j for i, j in zip(a, b))
 
 
 def _event_shape(flow: torch.nn.Module, event_shape: Sequence[int] | None) -> torch.Size:
