@@ -20,6 +20,17 @@ the tighter importance-weighted bound, and training is the ELBO objective with f
 every step. The generative path (``x=None``) draws ``y ~ p_y`` and quantises it,
 ``x = floor(K y)`` (:func:`ppgen.data.quantize`); the noise site is then an unused draw.
 
+Class-conditional data ``p(x | y)``: wrap a flow built with ``num_classes=C``. The label goes
+to the flow's context, ``log p(x | u, y) = log p_y((x + u) / K | y) - D log K``; the programs
+take ``y`` like every conditional zoo flow (``model(x, y=None, num_samples=None)``,
+``ppgen.fit(model, x, x_val, labels=y, val_labels=y_val)``, ``ppgen.elbo(model, None, x, y=y)``,
+``ppgen.log_likelihood(model, x, y=y)``, ``model.sample(n, y=c)``), and the labels are checked
+by the flow's :meth:`~ppgen.models.flows.FlowModel.check_labels`. The variational noise
+``q(u | x)`` ignores ``y``: any ``q`` gives a valid bound, the noise only describes where ``x``
+sits inside its own bins (a local property the data already pin down; the digits' pixels
+determine their class almost surely), and so a conditional and an unconditional model share one
+dequantiser architecture and can be compared bound for bound.
+
 With a logit pre-transform of margin ``alpha > 0`` the flow's density of ``y`` reaches slightly
 beyond ``[0, 1]`` and the bins hold a little less than all the mass: the bound is then
 conservative (it bounds the NLL of a sub-normalised model), never optimistic.
@@ -42,6 +53,7 @@ from nflows import transforms
 from nflows.distributions import StandardNormal
 from nflows.flows import Flow
 from nflows.nn.nets import ResidualNet
+from pyro import poutine
 from pyro.distributions import TorchDistribution
 from torch import nn
 from torch.distributions import constraints
@@ -144,7 +156,8 @@ class Dequantized(GenerativeModel):
 
     Args:
         flow: the density of ``y`` in ``[0, 1]^D``: a :class:`~ppgen.models.flows.FlowModel`
-            (unconditional, normally with a logit pre-transform), or its
+            (normally with a logit pre-transform; class-conditional when built with
+            ``num_classes``, which makes this a model of ``p(x | y)``), or its
             ``{"name": ..., "config": ...}`` description (what :meth:`get_config` saves).
         num_levels: ``K``.
         dequantization: ``"uniform"`` or ``"variational"``.
@@ -156,6 +169,9 @@ class Dequantized(GenerativeModel):
         >>> flow = RealNVP(4, num_layers=2, hidden_features=8, logit_alpha=0.05)
         >>> Dequantized(flow, 3, dequantization="variational").sample(2).shape
         torch.Size([2, 4])
+        >>> cflow = RealNVP(4, num_layers=2, hidden_features=8, logit_alpha=0.05, num_classes=2)
+        >>> Dequantized(cflow, 3).sample(3, y=1).shape
+        torch.Size([3, 4])
     """
 
     kind = ModelKind.LATENT
@@ -166,6 +182,8 @@ class Dequantized(GenerativeModel):
     options: ClassVar[tuple[str, ...]] = (
         "dequantization", "dequantizer_layers", "dequantizer_hidden"
     )
+    #: the keyword of the programs' label argument (``model(x, y=...)``), as for the flows
+    label_arg: ClassVar[str] = "y"
 
     def __init__(
         self,
@@ -227,29 +245,63 @@ class Dequantized(GenerativeModel):
         """``[D]``: one flat datum."""
         return torch.Size([self.num_dims])
 
+    @property
+    def num_classes(self) -> int | None:
+        """``C`` of a class-conditional flow (a model of ``p(x | y)``), else ``None``."""
+        return self.flow_model.num_classes
+
     # ----------------------------------------------------------------- Pyro programs
     def _uniform(self, n: int) -> dist.TorchDistribution:
         return dist.Uniform(self._zero, self._one).expand([n, self.num_dims]).to_event(1)
 
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
-        """``u ~ U(0, 1)^D``, ``x ~ DequantizedLikelihood(p_y, u, K)`` in the ``"data"`` plate.
+    def model(
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        num_samples: int | None = None,
+    ) -> torch.Tensor:
+        """``u ~ U(0, 1)^D``, ``x ~ DequantizedLikelihood(p_y(. | y), u, K)`` in the ``"data"``
+        plate.
 
         Args:
             x: observed levels ``[N, D]``, or ``None`` to generate (``x = floor(K y)``,
                 ``y ~ p_y``; the noise site is then an unused draw).
-            num_samples: ``N`` when generating (default 1).
+            y: ``long`` labels ``[N]`` of a class-conditional flow (refused otherwise); when
+                generating without labels the classes are taken in turn, as for the flows.
+            num_samples: ``N`` when generating without labels (default 1).
 
         Returns:
             ``x`` ``[N, D]`` (``long``).
         """
-        n = x.shape[0] if x is not None else (num_samples or 1)
+        y = self.flow_model._labels(x, y, num_samples)
+        n = x.shape[0] if x is not None else (len(y) if y is not None else (num_samples or 1))
         with pyro.plate("data", n, device=self.device):
             u = pyro.sample("u", self._uniform(n))
-            likelihood = DequantizedLikelihood(self.flow_model.distribution(), u, self.num_levels)
+            density = self.flow_model.distribution(y)
+            likelihood = DequantizedLikelihood(density, u, self.num_levels)
             return pyro.sample(self.data_site, likelihood, obs=x)
 
-    def guide(self, x: torch.Tensor) -> torch.Tensor:
-        """``q(u | x)``: uniform, or the conditional noise flow (context ``x / (K - 1)``)."""
+    @torch.no_grad()
+    def sample(self, n: int, y: Any = None) -> torch.Tensor:
+        """Draw ``n`` integer samples ``[n, D]``; a class-conditional flow takes labels ``y``.
+
+        Args:
+            n: number of samples.
+            y: labels ``[n]`` (or one int for all ``n``) of a class-conditional flow; default
+                the classes in turn.
+        """
+        if y is not None:
+            y = torch.as_tensor(y, device=self.device).long().expand(n)
+            self.check_labels(y, n)
+        trace = poutine.trace(self.model).get_trace(None, y=y, num_samples=n)
+        return trace.nodes[self.data_site]["value"]
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``q(u | x)``: uniform, or the conditional noise flow (context ``x / (K - 1)``).
+
+        The labels ``y`` of a class-conditional model are accepted and ignored (see the module
+        docstring: any ``q`` gives a valid bound, and the noise is local to ``x``'s bins).
+        """
         with pyro.plate("data", x.shape[0], device=self.device):
             if self.dequantization == "uniform":
                 return pyro.sample("u", self._uniform(x.shape[0]))
@@ -262,6 +314,14 @@ class Dequantized(GenerativeModel):
         return validate(x, "categorical", num_levels=self.num_levels,
                         event_shape=(self.num_dims,), name=name)
 
+    def check_labels(self, y: Any, n: int, name: str = "labels") -> torch.Tensor:
+        """Validate class labels ``[n]`` with the flow's check (returned as ``long``).
+
+        Raises:
+            DataError: labels for an unconditional flow, a wrong length, or labels out of range.
+        """
+        return self.flow_model.check_labels(y, n, name)
+
 
 def _build_flow(flow: FlowModel | dict[str, Any]) -> FlowModel:
     if isinstance(flow, dict):
@@ -272,7 +332,4 @@ def _build_flow(flow: FlowModel | dict[str, Any]) -> FlowModel:
     if not isinstance(flow, FlowModel):
         raise ModelError(f"Dequantized wraps a zoo flow (RealNVP, MAF, NSF, Glow), not "
                          f"{type(flow).__name__}")
-    if flow.num_classes is not None:
-        raise ModelError("class-conditional flows cannot be dequantised yet: fit them on the "
-                         "continuous representation")
     return flow

@@ -12,6 +12,21 @@ pre-transform of :class:`~ppgen.models.flows.FlowModel`: unflatten to ``[C, H, W
 with half of the channels factored out to the base after every level but the last (nflows
 ``MultiscaleCompositeTransform``). Both directions take one pass.
 
+Class-conditional Glow (``num_classes=C``) models ``p(x | y)`` as in Kingma & Dhariwal (2018),
+Sect. 5: the one-hot label is the nflows context of
+
+* the prior: the base Gaussian of every latent (the ones factored out at each scale and the
+  final one) has a mean and a log-scale that are a learned linear function of the one-hot label
+  (zero-initialised, so training starts from the standard normal), and
+* every affine coupling: the label is broadcast over the image as ``C`` extra input channels of
+  the coupling network (and gates its residual blocks), so the first 1x1 convolution learns a
+  per-class embedding.
+
+The program, labels, sampling and training are those of every conditional zoo flow
+(:class:`~ppgen.models.flows.FlowModel`): ``Glow(..., num_classes=10)``, ``ppgen.fit(glow, x,
+x_val, labels=y, val_labels=y_val)``, ``ppgen.log_likelihood(glow, x, y=y)``,
+``glow.sample(n, y=3)``. An unconditional Glow is unchanged by the option.
+
 Paper: Kingma & Dhariwal, 2018, "Glow: Generative Flow with Invertible 1x1 Convolutions"
 (NeurIPS, arXiv:1807.03039); the multi-scale architecture and squeeze: Dinh et al., 2017,
 "Density estimation using Real NVP" (arXiv:1605.08803).
@@ -30,8 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from nflows import transforms
+from nflows.distributions import ConditionalDiagonalNormal
+from nflows.flows import Flow
 from nflows.nn.nets import ConvResidualNet
 from nflows.transforms import Transform
+from torch import nn
 
 from ppgen.errors import ModelError
 from ppgen.models.flows import ActNorm, FlowModel
@@ -40,7 +58,7 @@ if TYPE_CHECKING:
     from ppgen.data import DataInfo
     from ppgen.protocol import GenerativeModel
 
-__all__ = ["Glow", "Unflatten"]
+__all__ = ["Glow", "Unflatten", "LabelConvResidualNet", "class_conditional_prior"]
 
 
 class Unflatten(Transform):
@@ -57,6 +75,36 @@ class Unflatten(Transform):
         return inputs.reshape(inputs.shape[0], -1), inputs.new_zeros(inputs.shape[0])
 
 
+class LabelConvResidualNet(ConvResidualNet):
+    """nflows' ``ConvResidualNet`` whose context is a flat label vector, broadcast over the image.
+
+    ``forward(inputs [N, C_in, H, W], context [N, C_ctx] or None) -> [N, C_out, H, W]``: the
+    context (the one-hot class label) is repeated at every pixel, ``[N, C_ctx, H, W]``, and
+    enters as extra input channels of the first 1x1 convolution and as the gates of the
+    residual blocks. Without context (``context_channels=None``) this is ``ConvResidualNet``
+    itself: the same parameters and the same numbers.
+    """
+
+    def forward(self, inputs: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is not None:
+            context = context[:, :, None, None].expand(-1, -1, *inputs.shape[2:])
+        return super().forward(inputs, context)
+
+
+def class_conditional_prior(num_dims: int, num_classes: int) -> ConditionalDiagonalNormal:
+    """The learned class-conditional base ``N(z; mu(y), diag(exp(log_sigma(y))^2))`` over ``[D]``.
+
+    ``(mu, log_sigma) = W onehot(y) + b``: a mean and a log-scale per latent dimension and class
+    (Kingma & Dhariwal, 2018, Sect. 5), zero-initialised so that the prior starts as the
+    standard normal. ``D`` covers every latent of a multi-scale flow (all scales'
+    factored-out halves and the final one, in the flow's flat output order).
+    """
+    encoder = nn.Linear(num_classes, 2 * num_dims)
+    nn.init.zeros_(encoder.weight)
+    nn.init.zeros_(encoder.bias)
+    return ConditionalDiagonalNormal([num_dims], context_encoder=encoder)
+
+
 class Glow(FlowModel):
     """Glow for flat image data ``[N, C H W]`` (see the module docstring).
 
@@ -71,10 +119,16 @@ class Glow(FlowModel):
         dropout: dropout rate inside the coupling networks.
         logit_alpha: ``None`` for data on the real line, or the margin of the logit
             pre-transform for data in ``[0, 1]`` (what ``for_data`` uses for the digits).
+        num_classes: ``C`` for a class-conditional Glow ``p(x | y)`` (class-conditional prior
+            and coupling networks, see the module docstring), else ``None``.
 
     Example:
         >>> Glow((8, 8), hidden_channels=16).num_dims
         64
+        >>> cglow = Glow((1, 4, 4), num_scales=2, steps_per_scale=1, hidden_channels=8,
+        ...              num_classes=3)
+        >>> cglow.sample(4, y=2).shape
+        torch.Size([4, 16])
     """
 
     name = "glow"
@@ -88,6 +142,7 @@ class Glow(FlowModel):
         num_blocks: int = 1,
         dropout: float = 0.0,
         logit_alpha: float | None = None,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
@@ -97,7 +152,7 @@ class Glow(FlowModel):
         self.num_blocks = num_blocks
         self.dropout = dropout
         self.logit_alpha = logit_alpha
-        self.num_classes = None
+        self.num_classes = num_classes
         self.normalization = "actnorm"
         self._chw = _check_image(self.image_shape, num_scales)
         self.num_dims = math.prod(self._chw)
@@ -105,6 +160,13 @@ class Glow(FlowModel):
         if steps_per_scale < 1:
             raise ModelError(f"steps_per_scale must be >= 1, got {steps_per_scale}")
         self._build()
+
+    def _build(self) -> None:
+        """The flow of :class:`FlowModel`, with the class-conditional prior when conditional."""
+        super()._build()
+        if self.num_classes is not None:
+            prior = class_conditional_prior(self.num_dims, self.num_classes)
+            self.flow = Flow(self.flow._transform, prior)
 
     def _layers(self) -> list[Transform]:
         multiscale = transforms.MultiscaleCompositeTransform(self.num_scales, split_dim=1)
@@ -127,11 +189,12 @@ class Glow(FlowModel):
             ]
         return steps
 
-    def _conv_net(self, in_channels: int, out_channels: int) -> ConvResidualNet:
-        return ConvResidualNet(
+    def _conv_net(self, in_channels: int, out_channels: int) -> LabelConvResidualNet:
+        return LabelConvResidualNet(
             in_channels,
             out_channels,
             self.hidden_channels,
+            context_channels=self.context_features,
             num_blocks=self.num_blocks,
             dropout_probability=self.dropout,
         )
@@ -139,7 +202,9 @@ class Glow(FlowModel):
     @classmethod
     def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
         """Glow for flat images described by ``info`` (``info.image_shape``); dequantised for
-        integer levels, with the logit pre-transform for data in ``[0, 1)``.
+        integer levels, with the logit pre-transform for data in ``[0, 1)``. ``num_classes=C``
+        in ``kwargs`` (``ppgen fit glow --set num_classes=10``) builds the class-conditional
+        Glow, wrapped in a class-conditional ``Dequantized`` for integer levels.
 
         Raises:
             ModelError: data that are not flat images.

@@ -118,6 +118,8 @@ def _add_sample(sub) -> None:
     p.add_argument("-n", "--num-samples", type=int, default=64, help="number of samples (64)")
     p.add_argument("--out", default=None, help="PNG path (default DIR/samples.png)")
     p.add_argument("--npy", default=None, help="also save the samples to this .npy file")
+    p.add_argument("--label", type=int, default=None,
+                   help="class to sample from a class-conditional model (default: each in turn)")
     _add_common(p)
     p.set_defaults(run=_cmd_sample)
 
@@ -283,9 +285,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     model, extra = _load_run(args.dir)
     device = resolve_device(args.device)
-    x = _run_data(extra, args.dir).split(args.split).to(device)
+    data = _run_data(extra, args.dir)
+    x = data.split(args.split).to(device)
     model.to(device).eval()
-    report = nll_report(model, x, num_particles=args.particles, batch_size=args.batch_size)
+    labels = _labels(model, data)  # p(x | y): the split's own labels
+    kwargs = {model.label_arg: data.labels[args.split].to(device)} if labels else {}
+    report = nll_report(model, x, num_particles=args.particles, batch_size=args.batch_size,
+                        **kwargs)
     report.update(model=model.name, split=args.split, data=extra.get("data"))
     _write_json(Path(args.dir) / f"eval-{args.split}.json", report)
     _print_report(report)
@@ -311,7 +317,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     model, extra = _load_run(args.dir)
     model.to(resolve_device(args.device)).eval()
     torch.manual_seed(args.seed)
-    samples = model.sample(args.num_samples).cpu()
+    if args.label is not None and getattr(model, "num_classes", None) is None:
+        raise _Usage(f"--label needs a class-conditional model; {model.name} is unconditional")
+    label = {} if args.label is None else {"y": args.label}
+    samples = model.sample(args.num_samples, **label).cpu()
     out = Path(args.out) if args.out else _run_folder(args.dir) / "samples.png"
     _plot_samples(samples, extra, out, model.name, model)
     if args.npy:

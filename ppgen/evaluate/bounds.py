@@ -52,8 +52,11 @@ def nll_report(
     num_particles: int = 1000,
     batch_size: int | None = None,
     num_dims: int | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """The benchmark numbers for ``x`` under ``model``, in nats per datum (lower is better).
+
+    ``kwargs`` go to the programs (e.g. ``y=labels`` of a class-conditional model).
 
     Exact models: ``nll`` (exact). Latent models: ``elbo`` (the negated ELBO, one particle per
     datum, closed-form KL where available), ``iwae`` (the negated importance-weighted estimate
@@ -64,13 +67,15 @@ def nll_report(
         ``iwae`` and ``num_particles``.
     """
     program = resolve(model, guide)
-    ll = log_likelihood(model, x, guide, num_particles=num_particles, batch_size=batch_size)
+    ll = log_likelihood(model, x, guide, num_particles=num_particles, batch_size=batch_size,
+                        **kwargs)
     n = int(ll.shape[0])
     nll = float(-ll.mean())
     report: dict[str, Any] = {"nll": nll, "n": n}
     latent = program.zoo.kind == ModelKind.LATENT if program.zoo else program.guide is not None
     if latent:
-        e = elbo(model, guide, x, num_particles=1, batch_size=batch_size, analytic_kl=True)
+        e = elbo(model, guide, x, num_particles=1, batch_size=batch_size, analytic_kl=True,
+                 **kwargs)
         report.update(elbo=float(-e.mean()), iwae=nll, num_particles=num_particles)
     dims = num_dims or _num_dims(program, x)
     if dims:

@@ -215,6 +215,7 @@ def _setup(model, guide, x, kwargs, structure, given=None, check=True):
     if not check:
         return program, x, structure or _structure(program, guide, x, kwargs, given), True
     x = _prepare_data(program, x)
+    _prepare_labels(program, x, kwargs)
     if structure is None:
         structure = _structure(program, guide, x, kwargs, given)
     checked = program.zoo is not None or check_supports(structure, x)
@@ -264,6 +265,15 @@ def _prepare_data(program: Program, x: Any) -> torch.Tensor:
     return x
 
 
+def _prepare_labels(program: Program, x: torch.Tensor, kwargs: dict[str, Any]) -> None:
+    """A class-conditional zoo model's labels (``kwargs[model.label_arg]``), checked in place
+    by the model's ``check_labels`` (one per row, in range; none for an unconditional one)."""
+    zoo = program.zoo
+    arg = getattr(zoo, "label_arg", None)
+    if arg is not None and kwargs.get(arg) is not None:
+        kwargs[arg] = zoo.check_labels(kwargs[arg], x.shape[0])
+
+
 def _refuse_global_latents(structure: Structure) -> None:
     if structure.global_latent:
         raise ModelError(
@@ -306,6 +316,9 @@ def _slice_if_batched(value: Any, n: int, sl: slice) -> Any:
 
 
 def _vectorized(fn: Callable, K: int, structure: Structure, device: torch.device) -> Callable:
+    if K == 1 and not structure.latent and not structure.given:  # one exact pass: no plate
+        return fn
+
     def wrapped(*args, **kwargs):
         with pyro.plate(PARTICLE_PLATE, K, dim=-(structure.nesting + 1), device=device):
             return fn(*args, **kwargs)

@@ -224,8 +224,24 @@ def test_conditional_flow_needs_labels():
     x = torch.randn(4, 2)
     with pytest.raises(ModelError, match="pass the labels"):
         ppgen.log_likelihood(model, x)
-    with pytest.raises(ModelError, match="unconditional"):
+    with pytest.raises(DataError, match="unconditional"):  # as ppgen.fit says it
         ppgen.log_likelihood(MAF(2, **SMALL), x, y=torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("estimator", ["log_likelihood", "elbo"])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (torch.tensor([0, 1, 2, 0]), "levels"),
+        (torch.tensor([0, 1, 1]), r"shape \(3,\).*4 rows"),
+        (torch.tensor([0.5, 1, 1, 0]), "non-integer"),
+    ],
+)
+def test_the_evaluation_layer_checks_labels(estimator, labels, message):
+    model, x = MAF(2, num_classes=2, **SMALL), torch.randn(4, 2)
+    args = (model, x) if estimator == "log_likelihood" else (model, None, x)
+    with pytest.raises(DataError, match=message):
+        getattr(ppgen, estimator)(*args, y=labels)
 
 
 @pytest.mark.parametrize(

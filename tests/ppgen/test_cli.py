@@ -88,3 +88,22 @@ def test_fit_user_csv_and_set_options(tmp_path):
     assert main(argv) == 0
     assert main(["evaluate", str(out), "--split", "val"]) == 0
     assert json.loads((out / "eval-val.json").read_text())["n"] == 9
+
+
+def test_class_conditional_run_evaluates_with_its_labels_and_samples_a_class(tmp_path, capsys):
+    out = tmp_path / "cmaf"
+    argv = ["fit", "maf", "--data", "digits", "--epochs", "1", "--out", str(out), "--set",
+            "num_classes=10", "--set", "hidden_features=8", "--set", "num_layers=1"]
+    assert main(argv) == 0
+    assert main(["evaluate", str(out), "--particles", "2"]) == 0
+    assert json.loads((out / "eval-test.json").read_text())["n"] == 447
+    npy = tmp_path / "threes.npy"
+    assert main(["sample", str(out), "-n", "4", "--label", "3", "--npy", str(npy),
+                 "--out", str(tmp_path / "g.png")]) == 0
+    samples = np.load(npy)
+    assert samples.shape == (4, 64) and samples.min() >= 0 and samples.max() <= 16
+
+
+def test_label_for_an_unconditional_run_is_a_usage_error(fitted, capsys):
+    assert main(["sample", str(fitted), "--label", "3"]) == 2
+    assert "unconditional" in capsys.readouterr().err
