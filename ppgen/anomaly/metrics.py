@@ -25,7 +25,8 @@ def anomaly_metrics(is_anomaly: Any, anomaly_score: Any, *, recall: float = 0.95
         first threshold that reaches ``recall``.
 
     Raises:
-        ValueError: both classes must be present, scores finite, lengths equal.
+        ValueError: both classes must be present, no score NaN, lengths equal (infinite
+            scores rank at the ends).
 
     Example:
         >>> anomaly_metrics([0, 0, 1, 1], [0.1, 0.2, 0.9, 0.3])["auroc"]
@@ -56,11 +57,26 @@ def _check(is_anomaly: Any, anomaly_score: Any) -> tuple[np.ndarray, np.ndarray]
     s = np.asarray(anomaly_score, dtype=np.float64).ravel()
     if y.shape != s.shape:
         raise ValueError(f"{y.size} labels but {s.size} scores")
-    if not np.isfinite(s).all():
-        raise ValueError("anomaly scores contain NaN or inf")
+    if np.isnan(s).any():
+        raise ValueError("anomaly scores contain NaN: the model could not score some rows")
     if not set(np.unique(y)) == {0, 1}:
         raise ValueError("is_anomaly must contain both anomalies (1) and normal data (0)")
-    return y, s
+    return y, _finite_ranks(s)
+
+
+def _finite_ranks(s: np.ndarray) -> np.ndarray:
+    """``s`` with ``+inf`` / ``-inf`` moved just past the finite extremes, ranks unchanged.
+
+    A row whose log-likelihood underflows to ``-inf`` (far outside the training data) is the
+    most anomalous there is; the metrics are rank statistics, so placing it above every finite
+    score keeps them exact (scikit-learn refuses infinite scores).
+    """
+    inf = np.isinf(s)
+    if not inf.any():
+        return s
+    finite = s[~inf]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    return np.where(s == np.inf, hi + 1.0, np.where(s == -np.inf, lo - 1.0, s))
 
 
 def threshold_at_fpr(normal_log_likelihood: Any, fpr: float) -> float:

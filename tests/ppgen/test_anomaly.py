@@ -214,6 +214,16 @@ def test_metrics_against_hand_computed_values():
         anomaly_metrics([0, 1], [1.0, math.nan])
 
 
+def test_infinite_scores_rank_at_the_ends():
+    # log p(x) = -inf (a row far outside the data) is the most anomalous score there is
+    y = [0, 0, 1, 1, 0]
+    s = [0.1, -math.inf, math.inf, 0.3, 0.2]
+    finite = [0.1, -10.0, 10.0, 0.3, 0.2]  # the same ranks
+    for key in ("auroc", "auprc", "fpr_at_recall"):
+        assert anomaly_metrics(y, s)[key] == anomaly_metrics(y, finite)[key]
+    assert anomaly_metrics([0, 1], [-math.inf, math.inf])["auroc"] == 1.0
+
+
 def test_plots(tmp_path):
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(50), np.ones(20)]
