@@ -6,30 +6,11 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from testkit import TinyGaussian
 
 import ppgen
 from ppgen.evaluate import elbo, log_likelihood
 from ppgen.inference import ELBO, IWAE, MaximumLikelihood, make_objective
-
-
-class ObjectiveTestGaussian(ppgen.GenerativeModel):
-    """x ~ N(loc, exp(log_scale)^2) per dimension: exact."""
-
-    def __init__(self, num_dims: int = 3) -> None:
-        super().__init__()
-        self.num_dims = num_dims
-        self.loc = torch.nn.Parameter(torch.zeros(num_dims))
-        self.log_scale = torch.nn.Parameter(torch.zeros(num_dims))
-
-    @property
-    def event_shape(self) -> torch.Size:
-        return torch.Size([self.num_dims])
-
-    def model(self, x=None, num_samples=None):
-        n = x.shape[0] if x is not None else num_samples
-        with pyro.plate("data", n, device=self.loc.device):
-            d = dist.Normal(self.loc, self.log_scale.exp()).expand([n, self.num_dims])
-            return pyro.sample("x", d.to_event(1), obs=x)
 
 
 class ObjectiveTestPPCA(ppgen.GenerativeModel):
@@ -68,7 +49,7 @@ def x() -> torch.Tensor:
 
 
 def test_mle_loss_is_mean_negative_log_likelihood():
-    model = ObjectiveTestGaussian(3)
+    model = TinyGaussian(3)
     with torch.no_grad():
         model.loc.fill_(0.3)
     data = torch.randn(10, 3)
@@ -79,7 +60,7 @@ def test_mle_loss_is_mean_negative_log_likelihood():
 
 
 def test_mle_loss_has_gradients():
-    model = ObjectiveTestGaussian(3)
+    model = TinyGaussian(3)
     MaximumLikelihood().loss(model, torch.randn(8, 3)).backward()
     assert model.loc.grad is not None and model.log_scale.grad is not None
 
