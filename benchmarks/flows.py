@@ -14,11 +14,13 @@
     python benchmarks/flows.py digits --models nsf --dequantizations uniform --seeds 0
     python benchmarks/flows.py toys
     python benchmarks/flows.py overhead
+    python benchmarks/flows.py table --results flows-digits-a flows-digits-b  # merge seeds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -29,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import RESULTS, write_results  # noqa: E402
 
 import ppgen  # noqa: E402
 import ppgen.models  # noqa: E402,F401
@@ -99,6 +101,17 @@ def digits(args) -> None:
     print(text)
     path = write_results(args.name or "flows-digits", {"runs": runs, "table": text}, args.seeds)
     print(f"wrote {path}")
+
+
+def merged_table(args) -> None:
+    """The digits table of the runs in several result files (seeds run separately)."""
+    runs = []
+    for name in args.results:
+        path = RESULTS / f"{name}.json" if not name.endswith(".json") else Path(name)
+        runs += json.loads(path.read_text())["runs"]
+    if args.models:
+        runs = [r for r in runs if r["model"] in args.models]
+    print(digits_table(runs))
 
 
 # --------------------------------------------------------------------------- (b) toys
@@ -175,7 +188,9 @@ def overhead(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["digits", "toys", "overhead"])
+    parser.add_argument("what", choices=["digits", "toys", "overhead", "table"])
+    parser.add_argument("--results", nargs="+", default=[],
+                        help="table: result files (names in results/ or paths) to merge")
     parser.add_argument("--models", nargs="+", help="restrict to these flows")
     parser.add_argument("--dequantizations", nargs="+", default=DEQUANTIZATIONS,
                         choices=DEQUANTIZATIONS)
@@ -188,7 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"digits": digits, "toys": toys, "overhead": overhead}[args.what](args)
+    {"digits": digits, "toys": toys, "overhead": overhead, "table": merged_table}[args.what](args)
 
 
 if __name__ == "__main__":
