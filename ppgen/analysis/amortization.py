@@ -10,7 +10,8 @@ Autoencoders", arXiv:1801.03558), all in nats::
 
 where ``ELBO[q] = E_q[log p(x, z) - log q(z)]`` and ``q*`` is the best member of the guide's
 family *for that one datum*: here a diagonal Gaussian whose mean and scale are optimised on the
-datum's ELBO, initialised at the amortised guide. The amortisation gap is what the encoder
+datum's ELBO, initialised at the amortised guide, by the training engine
+(:mod:`ppgen.analysis.optimal_guide`). The amortisation gap is what the encoder
 loses by sharing one network across all data; the approximation gap is what the family itself
 cannot express (a diagonal Gaussian cannot tilt or bend like the true posterior).
 
@@ -50,9 +51,10 @@ from torch import nn
 from torch.distributions import constraints
 
 from ppgen.analysis.build import posterior
+from ppgen.analysis.optimal_guide import fit_optimal, rows_of
 from ppgen.analysis.report import RHAT_MAX
 from ppgen.data.validate import as_tensor
-from ppgen.errors import ModelError, TrainingError
+from ppgen.errors import ModelError
 from ppgen.evaluate import Structure, elbo, inspect_structure, log_likelihood, resolve
 
 __all__ = ["AmortizationGap", "amortization_gap"]
@@ -165,7 +167,8 @@ def amortization_gap(
         num_warmup: NUTS adaptation steps per chain.
         num_chains: NUTS chains ``C``.
         num_particles: importance samples / ELBO particles ``K`` per datum for the estimates.
-        num_steps: Adam steps fitting ``q*``.
+        num_steps: full-batch Adam steps fitting ``q*`` (epochs of the training engine,
+            :func:`ppgen.analysis.fitting.fit_full_batch`).
         lr: initial Adam learning rate (decays to ``lr / 100``).
         optim_particles: ELBO particles per Adam step.
         seed: seeds everything; the caller's random state is left untouched.
@@ -179,6 +182,8 @@ def amortization_gap(
     Raises:
         ModelError: no guide, several latent sites, a latent site outside the ``"data"``
             plate or with a constrained support.
+        TrainingError: the ELBO of ``q*`` or its parameters became non-finite (the
+            engine's NaN/inf guard); lower ``lr``, or check the model's likelihood.
     """
     program = resolve(model, guide)
     if program.zoo is not None:  # validated, and on the model's device
@@ -190,8 +195,8 @@ def amortization_gap(
         structure = inspect_structure(program, x, kwargs)
         site = _the_latent_site(program, structure, x, kwargs)
         amortized = _guide_draws(program.guide, x, kwargs, site, structure, num_samples)
-        q_star, losses = _fit_optimal(program, x, kwargs, site, structure, amortized,
-                                      num_steps, lr, optim_particles)
+        q_star, losses = fit_optimal(program, x, kwargs, site, structure, amortized,
+                                     num_steps, lr, optim_particles)
         idata = posterior(program.model, x, method="nuts", num_samples=num_samples,
                           num_warmup=num_warmup, num_chains=num_chains, seed=seed,
                           **(mcmc_options or {}), **kwargs)
@@ -241,7 +246,8 @@ def _the_latent_site(program, structure: Structure, x: torch.Tensor, kwargs) -> 
         )
     site = structure.latent[0]
     with torch.no_grad(), poutine.block():
-        trace = poutine.trace(program.model).get_trace(x[:1], **_first_rows(kwargs, x))
+        first = rows_of(kwargs, x.shape[0], slice(0, 1))
+        trace = poutine.trace(program.model).get_trace(x[:1], **first)
     fn = trace.nodes[site]["fn"]
     if len(fn.event_shape) != 1 or not _is_real(fn.support):
         raise ModelError(
@@ -259,12 +265,6 @@ def _is_real(support: Any) -> bool:
     return support is constraints.real
 
 
-def _first_rows(kwargs: dict[str, Any], x: torch.Tensor) -> dict[str, Any]:
-    n = x.shape[0]
-    return {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n
-            else v for k, v in kwargs.items()}
-
-
 def _in_particle_plate(fn: Callable[..., Any], S: int, structure: Structure, device):
     def wrapped(*args: Any, **kw: Any) -> Any:
         with pyro.plate("_ppgen_draws", S, dim=-(structure.nesting + 1), device=device):
@@ -279,60 +279,6 @@ def _guide_draws(guide, x, kwargs, site, structure, S: int) -> torch.Tensor:
         tr = poutine.trace(_in_particle_plate(guide, S, structure, x.device)).get_trace(
             x, **kwargs)
     return tr.nodes[site]["value"].reshape(S, x.shape[0], -1)
-
-
-# ---------------------------------------------------------------------------- q*
-
-
-class _DiagonalGuide:
-    """``q(z_n) = N(loc_n, diag scale_n^2)``, one free Gaussian per datum."""
-
-    def __init__(self, site: str, loc: torch.Tensor, scale: torch.Tensor, data_dim: int):
-        self.site, self.data_dim = site, data_dim
-        self.loc_ = loc.detach().clone().requires_grad_(True)
-        self.log_scale_ = scale.detach().log().requires_grad_(True)
-
-    @property
-    def loc(self) -> torch.Tensor:
-        return self.loc_.detach()
-
-    @property
-    def scale(self) -> torch.Tensor:
-        return self.log_scale_.detach().exp()
-
-    def __call__(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        with pyro.plate("data", x.shape[0], dim=self.data_dim, device=x.device):
-            fn = dist.Normal(self.loc_, self.log_scale_.exp()).to_event(1)
-            return pyro.sample(self.site, fn)
-
-    def distribution(self) -> dist.MultivariateNormal:
-        return dist.MultivariateNormal(self.loc, scale_tril=torch.diag_embed(self.scale))
-
-    def draws(self, S: int) -> torch.Tensor:
-        """``[S, N, L]``."""
-        return self.loc + self.scale * torch.randn((S, *self.loc.shape), dtype=self.loc.dtype,
-                                                   device=self.loc.device)
-
-
-def _fit_optimal(program, x, kwargs, site, structure, amortized, num_steps, lr, particles):
-    """Maximise each datum's ELBO over a diagonal Gaussian, from the guide's moments."""
-    q = _DiagonalGuide(site, amortized.mean(0), amortized.std(0), structure.data_dim)
-    optim = torch.optim.Adam([q.loc_, q.log_scale_], lr=lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(optim, 0.01 ** (1 / max(num_steps, 1)))
-    losses = np.empty(num_steps)
-    for step in range(num_steps):
-        optim.zero_grad()
-        loss = -elbo(program.source, q, x, num_particles=particles, analytic_kl=True,
-                     differentiable=True, batch_size=x.shape[0], check=step == 0,
-                     structure=structure, **kwargs).sum()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the per-datum ELBO became {float(loss)} at step {step}: "
-                                "lower lr, or check the model's likelihood")
-        loss.backward()
-        optim.step()
-        sched.step()
-        losses[step] = float(loss.detach())
-    return q, losses
 
 
 # ---------------------------------------------------------------------------- estimates
@@ -363,7 +309,7 @@ def _bounds(program, x, kwargs, site, structure, amortized, q_star, nuts, K: int
           for _ in range(REPEATS)]
     amortized_elbo = [elbo(program.source, program.guide, x, num_particles=K // REPEATS,
                            analytic_kl=True, **common) for _ in range(REPEATS)]
-    optimal_elbo = [elbo(program.source, q_star, x, num_particles=K // REPEATS,
+    optimal_elbo = [elbo(program.source, q_star.guide, x, num_particles=K // REPEATS,
                          analytic_kl=True, **common) for _ in range(REPEATS)]
     log_px, se_px = _log_mean_exp(torch.stack(px))
     return {

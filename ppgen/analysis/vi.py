@@ -1,10 +1,14 @@
 """Variational posteriors: a Pyro autoguide fitted with ``Trace_ELBO``, then sampled.
 
 Parameter hygiene: the guide is built under ``pyro.settings.context(module_local_params=True)``,
-so its parameters live in the guide module (an ordinary ``torch.optim.Adam`` trains them) and
-never in Pyro's global parameter store; any ``pyro.param`` the user's model calls itself is
-confined to a fresh, temporary store by ``pyro.get_param_store().scope()``. Nothing leaks
-between calls, and the caller's own store is restored afterwards.
+so its parameters live in the guide module and never in Pyro's global parameter store; any
+``pyro.param`` the user's model calls itself is confined to a fresh, temporary store by
+``pyro.get_param_store().scope()``. Nothing leaks between calls, and the caller's own store is
+restored afterwards.
+
+Training is the one training engine's (:func:`ppgen.analysis.fitting.fit_full_batch`): full-data
+Adam steps on ``Trace_ELBO().differentiable_loss`` with the rate decaying to ``lr / 100``, its
+NaN/inf guard and history. The latents are global, so the engine sees the data set as one row.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import torch
 from pyro.infer import Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, AutoNormal
 
-from ppgen.errors import TrainingError
+from ppgen.analysis.fitting import fit_full_batch
+from ppgen.objective import Objective
+from ppgen.protocol import GenerativeModel
 
 __all__ = ["GUIDES", "VIDraws", "fit_guide"]
 
@@ -29,6 +35,10 @@ GUIDES: dict[str, Callable[[Any], Any]] = {
     "mvn": AutoMultivariateNormal,
     "flow": lambda model: AutoIAFNormal(model, num_transforms=2),
 }
+
+
+#: The engine's training data: the whole data set as a single (placeholder) row.
+_ONE_ROW = (1,)
 
 
 @dataclass
@@ -74,7 +84,7 @@ def fit_guide(
         num_particles: ELBO particles per step.
 
     Raises:
-        TrainingError: the ELBO became non-finite.
+        TrainingError: the ELBO or a parameter became non-finite (the engine's NaN/inf guard).
     """
     total = num_chains * num_samples
     with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope(), \
@@ -87,26 +97,54 @@ def fit_guide(
     return VIDraws(samples, losses)
 
 
+class _Autoguide(GenerativeModel, register=False):
+    """An autoguide as the training engine's model: its parameters are all the state.
+
+    It sits in a plain container: assigned directly, the ``PyroModule`` would become a Pyro
+    submodule of this one (sharing its Pyro context and renaming its parameters).
+    """
+
+    name = "autoguide"
+
+    def __init__(self, guide: Any) -> None:
+        super().__init__()
+        self.held = torch.nn.ModuleList([guide])
+
+    @property
+    def autoguide(self) -> Any:
+        return self.held[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"autoguide": type(self.autoguide).__name__}
+
+
+class _GlobalELBO(Objective):
+    """``loss = -ELBO`` of the whole data set (Pyro's ``Trace_ELBO``), whatever the batch.
+
+    The latents are global parameters of a Bayesian model, so every step needs all the data:
+    the engine sees the data set as one row (:data:`_ONE_ROW`), and one epoch is one step.
+    """
+
+    name = "trace-elbo"
+
+    def __init__(self, model: Any, args: tuple, kwargs: dict[str, Any], num_particles: int):
+        self.program, self.args, self.kwargs = model, args, kwargs
+        self.elbo = Trace_ELBO(num_particles=num_particles)
+
+    def loss(self, model: _Autoguide, batch: torch.Tensor) -> torch.Tensor:
+        return self.elbo.differentiable_loss(self.program, model.autoguide, *self.args,
+                                             **self.kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "num_particles": self.elbo.num_particles}
+
+
 def _train(model, q, args, kwargs, num_steps, lr, num_particles) -> np.ndarray:
-    elbo = Trace_ELBO(num_particles=num_particles)
     q(*args, **kwargs)  # create the guide's parameters
-    optim = torch.optim.Adam(q.parameters(), lr=lr)
-    # Decay to lr/100 by the last step: the draws then reflect the optimum, not Adam's jitter.
-    sched = torch.optim.lr_scheduler.ExponentialLR(optim, 0.01 ** (1 / max(num_steps, 1)))
-    losses = np.empty(num_steps)
-    for step in range(num_steps):
-        optim.zero_grad()
-        loss = elbo.differentiable_loss(model, q, *args, **kwargs)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the ELBO became {float(loss)} at step {step}: lower the learning rate, "
-                "or check the model's priors and constraints"
-            )
-        loss.backward()
-        optim.step()
-        sched.step()
-        losses[step] = float(loss)
-    return losses
+    device = next((p.device for p in q.parameters()), torch.device("cpu"))
+    objective = _GlobalELBO(model, args, kwargs, num_particles)
+    return fit_full_batch(_Autoguide(q), objective, torch.zeros(_ONE_ROW, device=device),
+                          num_steps=num_steps, lr=lr)
 
 
 def _draw(q, args, kwargs, total: int) -> dict[str, np.ndarray]:

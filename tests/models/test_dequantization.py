@@ -333,7 +333,7 @@ def test_conditional_label_errors():
         conditional.sample(2, y=-1)
     plain = Dequantized(MAF(2, num_layers=1, hidden_features=8, logit_alpha=0.05), 3)
     assert plain.num_classes is None
-    with pytest.raises(ModelError, match="unconditional"):
+    with pytest.raises(DataError, match="unconditional"):  # checked up front, as in fit
         ppgen.log_likelihood(plain, x, y=torch.zeros(3, dtype=torch.long))
     with pytest.raises(DataError, match="unconditional"):
         ppgen.fit(plain, x, labels=torch.zeros(3, dtype=torch.long), epochs=1, progress=False)

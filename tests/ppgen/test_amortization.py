@@ -19,6 +19,7 @@ errors (plus 0.01 nats for the optimisation's residual), and the NUTS moments wi
 from __future__ import annotations
 
 import importlib.util
+import random
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import pytest
 import torch
 
 from ppgen.analysis import amortization_gap, plot_amortization_gap
-from ppgen.errors import ModelError
+from ppgen.errors import ModelError, TrainingError
 from ppgen.models import VAE
 
 
@@ -202,3 +203,74 @@ def test_cli_amortization_gap_writes_outputs(tmp_path, capsys):
     assert "amortization gap" in (out / "amortization_gap.txt").read_text()
     assert len((out / "amortization_gap.csv").read_text().splitlines()) == 3
     assert az.from_netcdf(out / "posterior.nc").posterior["z"].shape == (1, 20, 2, 2)
+
+
+# ---------------------------------------------------------------------------- the q* fit
+SHIFTS = torch.tensor([-3.0, 0.0, 3.0, 6.0], dtype=F64)
+
+
+def shifted_model(x, shift):
+    """``z_n ~ N(0, I_2)``, ``x_n ~ N(z_n + shift_n, I_2)``: ``p(z_n | x_n) = N((x_n - shift_n)
+    / 2, I / 2)`` is itself a diagonal Gaussian, so ``q*`` is known exactly."""
+    with pyro.plate("data", x.shape[0]):
+        z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(z + shift[:, None], 1.0).to_event(1), obs=x)
+
+
+def standard_guide(x, shift):
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0).to_event(1))
+
+
+def _spy_on_engine(monkeypatch):
+    from ppgen import engine
+
+    calls = []
+    real = engine.train
+
+    def spy(*args, **kwargs):
+        calls.append({"args": args, **kwargs, "history": real(*args, **kwargs)})
+        return calls[-1]["history"]
+
+    monkeypatch.setattr(engine, "train", spy)
+    return calls
+
+
+def test_optimal_fit_is_the_engines_and_keeps_each_datum_with_its_own_gaussian(monkeypatch):
+    """One engine run: full batch, an epoch per step, lr decaying to lr/100, the losses its
+    history; the shuffled rows carry each datum's Gaussian and per-datum keyword argument
+    (mismatched rows would pull every mean towards the others', by up to 4.5)."""
+    calls = _spy_on_engine(monkeypatch)
+    x = helpers.ppca_data(PPCA, n=4, seed=3)[:, :2] + SHIFTS[:, None]
+    py_state, np_state = random.getstate(), np.random.get_state()
+    gap = amortization_gap(shifted_model, x, standard_guide, num_samples=30, num_warmup=30,
+                           num_chains=1, num_particles=200, num_steps=150, lr=0.05, seed=0,
+                           shift=SHIFTS)
+    assert random.getstate() == py_state  # the engine's seeding is undone
+    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    (call,) = calls
+    assert call["epochs"] == 150 and call["batch_size"] == 4 and call["optimizer"] == "adam"
+    assert torch.equal(call["train_kwargs"]["rows"], torch.arange(4))
+    history = call["history"]
+    np.testing.assert_array_equal(gap.losses, history.column("train_loss"))
+    np.testing.assert_allclose(history.column("lr"), 0.05 * 0.01 ** (np.arange(150) / 150))
+    exact_loc = ((x - SHIFTS[:, None]) / 2).numpy()
+    np.testing.assert_allclose(gap.optimal_loc, exact_loc, atol=0.05)
+    np.testing.assert_allclose(gap.optimal_scale, np.full((4, 2), 0.5**0.5), atol=0.05)
+
+
+def test_non_finite_elbo_raises_the_engines_training_error():
+    """A likelihood whose scale underflows (variance 0 in float32) gives ELBO = -inf at the
+    first step: the engine's NaN/inf guard stops the fit before NUTS runs."""
+
+    def degenerate_model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1e-30).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0).to_event(1))
+
+    with pytest.raises(TrainingError, match="diverged in epoch 1.*non-finite"):
+        amortization_gap(degenerate_model, torch.ones(2, 2), guide, num_steps=5)

@@ -21,8 +21,9 @@ from testkit import NORMAL_MODEL_SOURCE
 from ppgen import analysis
 from ppgen.analysis.convert import site_dims
 from ppgen.analysis.simulate import trace_program
+from ppgen.analysis.vi import fit_guide
 from ppgen.cli import main
-from ppgen.errors import ModelError
+from ppgen.errors import ModelError, TrainingError
 
 PRIOR_SD = 10.0
 OUTLIER = 7
@@ -228,3 +229,39 @@ def test_cli_bad_spec_exits_2_with_one_line(tmp_path, capsys, spec):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_vi_fit_is_the_engines(monkeypatch):
+    """One engine run: the data set as one row, an epoch per full-data step, lr decaying to
+    lr/100, and the reported final loss is the history's."""
+    from ppgen import engine
+
+    calls = []
+    real = engine.train
+
+    def spy(model, objective, train, *args, **kwargs):
+        calls.append({"train": train, **kwargs, "history": real(model, objective, train, *args,
+                                                                 **kwargs)})
+        return calls[-1]["history"]
+
+    monkeypatch.setattr(engine, "train", spy)
+    idata = analysis.posterior(normal_model, normal_data(), method="svi", num_samples=10,
+                               num_chains=1, svi_options={"num_steps": 20, "lr": 0.1})
+    (call,) = calls
+    assert call["epochs"] == 20 and call["batch_size"] == 1 and call["train"].shape == (1,)
+    history = call["history"]
+    assert idata.posterior.attrs["final_loss"] == history.column("train_loss")[-1]
+    np.testing.assert_allclose(history.column("lr"), 0.1 * 0.01 ** (np.arange(20) / 20))
+
+
+def test_vi_non_finite_elbo_raises_the_engines_training_error():
+    """A likelihood whose variance underflows to 0 (float32) makes the ELBO infinite."""
+
+    def degenerate_model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(mu, 1e-30), obs=x)
+
+    with pytest.raises(TrainingError, match="diverged in epoch 1.*non-finite"):
+        fit_guide(degenerate_model, (torch.ones(3),), {}, guide="normal", num_samples=5,
+                  num_chains=1, seed=0, num_steps=5)
