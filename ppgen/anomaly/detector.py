@@ -64,17 +64,25 @@ class Detector(OutlierMixin, BaseEstimator):
         epochs, batch_size, lr: training-engine options (default: the model's recipe).
         fit_options: any other :func:`ppgen.fit` options (``patience``, ``weight_decay``, ...).
         num_particles: importance samples per datum for latent models' scores.
+        n_estimators: number of models trained (an ensemble when > 1: each from its own
+            initial weights and training shuffles, all on the same training/validation split);
+            the score is the mean of their log-likelihoods, the log of the geometric mean of
+            their densities (a product of experts) up to a constant, so rows rank as the
+            members agree. Averaging out the seed-to-seed variation of flexible models such as
+            flows on small data sets ranks anomalies more reliably.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         random_state: seed of the split, the initial weights, training and scoring.
 
     Attributes:
-        model_: the trained :class:`~ppgen.GenerativeModel`.
+        model_: the trained :class:`~ppgen.GenerativeModel` (the first of ``estimators_``).
+        estimators_: the ``n_estimators`` trained models.
         offset_: threshold on ``score_samples``; ``decision_function`` subtracts it.
         n_features_in_: number of features seen in ``fit``.
         decision_scores_: PyOD view: training anomaly scores ``-score_samples(X)`` ``[N]``.
         threshold_: PyOD view: ``-offset_``.
         labels_: PyOD view: training labels, 1 for outliers, 0 for inliers ``[N]``.
-        history_: the training :class:`~ppgen.history.History`.
+        history_: the training :class:`~ppgen.history.History` (of ``model_``).
+        histories_: the histories of ``estimators_``.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class Detector(OutlierMixin, BaseEstimator):
         lr: float | None = None,
         fit_options: dict[str, Any] | None = None,
         num_particles: int = 1000,
+        n_estimators: int = 1,
         device: str = "auto",
         random_state: int = 0,
     ) -> None:
@@ -109,6 +118,7 @@ class Detector(OutlierMixin, BaseEstimator):
         self.lr = lr
         self.fit_options = fit_options
         self.num_particles = num_particles
+        self.n_estimators = n_estimators
         self.device = device
         self.random_state = random_state
 
@@ -132,16 +142,18 @@ class Detector(OutlierMixin, BaseEstimator):
 
         self._check_options()
         x = self._rows(X, reset=True)
-        model = self._build(x)
-        x = model.check_data(x, "training data")
-        train, val = self._split(x)
         options = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         options.update(self.fit_options or {})
         options.setdefault("progress", False)
-        self.history_ = ppgen.fit(
-            model, train, val, device=self.device, seed=self.random_state, **options
-        )
-        self.model_ = model.eval()
+        self.estimators_, self.histories_ = [], []
+        for seed in self._member_seeds():
+            model = self._build(x, seed)
+            x = model.check_data(x, "training data")
+            train, val = self._split(x)
+            history = ppgen.fit(model, train, val, device=self.device, seed=seed, **options)
+            self.estimators_.append(model.eval())
+            self.histories_.append(history)
+        self.model_, self.history_ = self.estimators_[0], self.histories_[0]
         self.offset_ = self._offset(x, val)
         self._set_pyod_view(x)
         return self
@@ -184,16 +196,17 @@ class Detector(OutlierMixin, BaseEstimator):
             ModelError: the model has no per-feature decomposition of its likelihood.
         """
         check_is_fitted(self, "model_")
-        per_dim = getattr(self.model_, "log_prob_per_dim", None)
-        if per_dim is None:
+        if getattr(self.model_, "log_prob_per_dim", None) is None:
             raise ModelError(
                 f"{type(self.model_).__name__} has no per-feature decomposition of its "
                 "log-likelihood; explanations need an autoregressive model (fvsbn, nade, "
                 "rnade, made, pixelcnn, pixelrnn)"
             )
         x = self._checked(X)
-        with torch.no_grad():
-            return per_dim(x.to(self.model_.device)).double().cpu().numpy()
+        with torch.no_grad():  # an ensemble's score is the members' mean: so are its parts
+            parts = [m.log_prob_per_dim(x.to(m.device)).double().cpu().numpy()
+                     for m in self.estimators_]
+        return np.mean(parts, axis=0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -224,6 +237,8 @@ class Detector(OutlierMixin, BaseEstimator):
             )
         if self.num_particles < 1:
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles!r}")
+        if not (isinstance(self.n_estimators, int) and self.n_estimators >= 1):
+            raise ValueError(f"n_estimators must be an integer >= 1, got {self.n_estimators!r}")
 
     def _rows(self, X: Any, reset: bool) -> torch.Tensor:
         """``X`` as a 2-D tensor, with scikit-learn's checks (feature count, NaN/inf,
@@ -253,11 +268,19 @@ class Detector(OutlierMixin, BaseEstimator):
     def _checked(self, X: Any) -> torch.Tensor:
         return self.model_.check_data(self._rows(X, reset=False), "X")
 
-    def _build(self, x: torch.Tensor) -> GenerativeModel:
-        if isinstance(self.model, GenerativeModel):
+    def _member_seeds(self) -> list[int]:
+        """``[random_state]`` for one model; for an ensemble, independent seeds drawn from
+        ``random_state`` (NumPy's ``SeedSequence``)."""
+        if self.n_estimators == 1:
+            return [self.random_state]
+        states = np.random.SeedSequence(self.random_state).generate_state(self.n_estimators)
+        return [int(s) for s in states]
+
+    def _build(self, x: torch.Tensor, seed: int) -> GenerativeModel:
+        if isinstance(self.model, GenerativeModel):  # members differ by training seed only
             return copy.deepcopy(self.model)
         importlib.import_module("ppgen.models")  # fills the zoo registry
-        torch.manual_seed(self.random_state)  # the initial weights
+        torch.manual_seed(seed)  # the initial weights
         return model_class(self.model).for_data(self._info(x), **(self.model_options or {}))
 
     def _info(self, x: torch.Tensor) -> DataInfo:
@@ -290,13 +313,16 @@ class Detector(OutlierMixin, BaseEstimator):
         return x[perm[n_val:]], x[perm[:n_val]]
 
     def _log_likelihood(self, x: torch.Tensor) -> np.ndarray:
+        """The members' mean log-likelihood ``[N]`` (one member: its log-likelihood)."""
         from ppgen.evaluate import log_likelihood
 
-        model = self.model_
-        with torch.random.fork_rng(devices=_cuda_devices(model.device)):
-            torch.manual_seed(self.random_state)
-            ll = log_likelihood(model, x.to(model.device), num_particles=self.num_particles)
-        return ll.double().cpu().numpy()
+        total = 0.0
+        for model in self.estimators_:
+            with torch.random.fork_rng(devices=_cuda_devices(model.device)):
+                torch.manual_seed(self.random_state)
+                ll = log_likelihood(model, x.to(model.device), num_particles=self.num_particles)
+            total = total + ll.double().cpu().numpy()
+        return total / len(self.estimators_)
 
     def _offset(self, x: torch.Tensor, val: torch.Tensor | None) -> float:
         if self.fpr is not None:
