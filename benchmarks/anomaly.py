@@ -55,6 +55,7 @@ PPGEN = {
         "rnade (autoregressive)": {"model": "rnade"},
         "vae (latent)": {"model": "vae", "num_particles": 100},
         "maf (flow)": {"model": "maf"},
+        "maf x10 (flow ensemble)": {"model": "maf", "n_estimators": 10},
     },
 }
 
