@@ -53,7 +53,6 @@ from nflows import transforms
 from nflows.distributions import StandardNormal
 from nflows.flows import Flow
 from nflows.nn.nets import ResidualNet
-from pyro import poutine
 from pyro.distributions import TorchDistribution
 from torch import nn
 from torch.distributions import constraints
@@ -63,7 +62,7 @@ from ppgen.data.validate import validate
 from ppgen.distributions.flow import FlowDistribution
 from ppgen.errors import ModelError
 from ppgen.evaluate.bounds import dequantization_bound
-from ppgen.models.flows import FlowModel, LogitTransform, alternating_mask
+from ppgen.models.flows import FlowModel, LogitTransform, alternating_mask, sample_given_labels
 from ppgen.protocol import GenerativeModel, ModelKind, model_class
 
 if TYPE_CHECKING:
@@ -290,11 +289,7 @@ class Dequantized(GenerativeModel):
             y: labels ``[n]`` (or one int for all ``n``) of a class-conditional flow; default
                 the classes in turn.
         """
-        if y is not None:
-            y = torch.as_tensor(y, device=self.device).long().expand(n)
-            self.check_labels(y, n)
-        trace = poutine.trace(self.model).get_trace(None, y=y, num_samples=n)
-        return trace.nodes[self.data_site]["value"]
+        return sample_given_labels(self, n, y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``q(u | x)``: uniform, or the conditional noise flow (context ``x / (K - 1)``).

@@ -328,11 +328,7 @@ class FlowModel(DistributionModel, register=False):
             y: labels ``[n]`` (or one int for all ``n``) of a class-conditional flow; default
                 the classes in turn.
         """
-        if y is not None:
-            y = torch.as_tensor(y, device=self.device).long().expand(n)
-            self.check_labels(y, n)
-        trace = pyro.poutine.trace(self.model).get_trace(None, y=y, num_samples=n)
-        return trace.nodes[self.data_site]["value"]
+        return sample_given_labels(self, n, y)
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
@@ -399,6 +395,17 @@ class FlowModel(DistributionModel, register=False):
             return cls(shape, **{"logit_alpha": alpha, **kwargs})
         flow = cls(shape, **{"logit_alpha": DEFAULT_LOGIT_ALPHA, **kwargs})
         return Dequantized(flow, info.num_levels or 2, **wrapper)
+
+
+def sample_given_labels(model: GenerativeModel, n: int, y: Any = None) -> torch.Tensor:
+    """``n`` draws of a (possibly class-conditional) flow program ``model.model(None, y=,
+    num_samples=)``: labels ``y`` (one int, or ``[n]``) checked by ``model.check_labels``;
+    without them the program takes the classes in turn."""
+    if y is not None:
+        y = torch.as_tensor(y, device=model.device).long().expand(n)
+        model.check_labels(y, n)
+    trace = pyro.poutine.trace(model.model).get_trace(None, y=y, num_samples=n)
+    return trace.nodes[model.data_site]["value"]
 
 
 def _check_unit_interval(x: torch.Tensor, alpha: float, name: str) -> None:

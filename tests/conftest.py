@@ -25,6 +25,16 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.fixture
+def fresh_pyro():
+    """Seed Pyro and empty its parameter store before and after the test, for tests whose
+    programs call ``pyro.param`` themselves. Opt in per module with ``usefixtures``."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
 def clean_param_store():
     """Seed Pyro, start from an empty parameter store, and fail if the test leaks into it
     (zoo models keep their parameters in modules, never in Pyro's global store).

@@ -43,12 +43,7 @@ F64 = torch.float64
 LOG_2PI = math.log(2 * math.pi)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pyro():
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    pyro.clear_param_store()
+pytestmark = pytest.mark.usefixtures("fresh_pyro")
 
 
 # ===================================================================== probabilistic PCA

@@ -41,12 +41,7 @@ X = torch.tensor([-4.0, -2.1, -0.3, 0.0, 1.2, 2.9, 6.0], dtype=F64)
 example = load_example("gaussian_mixture")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_pyro():
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    yield
-    pyro.clear_param_store()
+pytestmark = pytest.mark.usefixtures("fresh_pyro")
 
 
 def normal_log_pdf(x: float, mu: float, s: float) -> float:
