@@ -30,8 +30,6 @@ from ppgen.evaluate import (
     structure_of,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 F64 = torch.float64
 W = torch.tensor([0.2, 0.5, 0.3], dtype=F64)
 MU = torch.tensor([-2.0, 0.0, 3.0], dtype=F64)
@@ -41,7 +39,7 @@ X = torch.tensor([-4.0, -2.1, -0.3, 0.0, 1.2, 2.9, 6.0], dtype=F64)
 example = load_example("gaussian_mixture")
 
 
-pytestmark = pytest.mark.usefixtures("fresh_pyro")
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_pyro")
 
 
 def normal_log_pdf(x: float, mu: float, s: float) -> float:
