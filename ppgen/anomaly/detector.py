@@ -65,7 +65,8 @@ class Detector(OutlierMixin, BaseEstimator):
         fit_options: any other :func:`ppgen.fit` options (``patience``, ``weight_decay``, ...).
         num_particles: importance samples per datum for latent models' scores.
         n_estimators: number of models trained (an ensemble when > 1: each from its own
-            initial weights and training shuffles, all on the same training/validation split);
+            seed — initial weights, training shuffles and early-stopping split; with ``fpr``
+            the threshold's held-out rows are set aside from every member first);
             the score is the mean of their log-likelihoods, the log of the geometric mean of
             their densities (a product of experts) up to a constant, so rows rank as the
             members agree. Averaging out the seed-to-seed variation of flexible models such as
@@ -145,16 +146,20 @@ class Detector(OutlierMixin, BaseEstimator):
         options = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         options.update(self.fit_options or {})
         options.setdefault("progress", False)
+        pool, held_out = x, None
+        if self.fpr is not None and self.n_estimators > 1:  # normal rows no member sees
+            pool, held_out = self._split(x, self.random_state)
         self.estimators_, self.histories_ = [], []
         for seed in self._member_seeds():
-            model = self._build(x, seed)
-            x = model.check_data(x, "training data")
-            train, val = self._split(x)
+            model = self._build(pool, seed)
+            pool = model.check_data(pool, "training data")
+            train, val = self._split(pool, seed)
             history = ppgen.fit(model, train, val, device=self.device, seed=seed, **options)
             self.estimators_.append(model.eval())
             self.histories_.append(history)
         self.model_, self.history_ = self.estimators_[0], self.histories_[0]
-        self.offset_ = self._offset(x, val)
+        x = self.model_.check_data(x, "training data")
+        self.offset_ = self._offset(x, val if held_out is None else held_out)
         self._set_pyod_view(x)
         return self
 
@@ -299,7 +304,8 @@ class Detector(OutlierMixin, BaseEstimator):
             )
         return DataInfo((x.shape[1],), self.likelihood, levels, shape, name="detector")
 
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _split(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(train, validation)`` rows, the validation share drawn with ``seed``."""
         n_val = int(round(self.validation_fraction * x.shape[0]))
         if n_val < 1 or x.shape[0] - n_val < 1:
             if self.fpr is not None:
@@ -308,7 +314,7 @@ class Detector(OutlierMixin, BaseEstimator):
                     f"{self.validation_fraction} leave none: pass more data"
                 )
             return x, None
-        g = torch.Generator().manual_seed(self.random_state)
+        g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(x.shape[0], generator=g).to(x.device)
         return x[perm[n_val:]], x[perm[:n_val]]
 

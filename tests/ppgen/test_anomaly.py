@@ -188,6 +188,33 @@ def test_an_ensemble_scores_the_mean_of_its_members_log_likelihoods():
     assert np.mean(det.predict(X) == -1) == pytest.approx(det.contamination, abs=0.02)
 
 
+def test_an_ensemble_with_fpr_thresholds_on_rows_no_member_trained_on(monkeypatch):
+    import ppgen
+    from ppgen.anomaly import metrics
+
+    seen, fit = [], ppgen.fit
+
+    def recording_fit(model, train, val=None, **options):
+        seen.append((train, val))
+        return fit(model, train, val, **options)
+
+    monkeypatch.setattr(ppgen, "fit", recording_fit)
+    X = gaussian(200, 0)
+    det = Detector("rnade", model_options={"hidden_dim": 8, "num_components": 2}, epochs=3,
+                   n_estimators=2, fpr=0.1, random_state=3).fit(X)
+    _, held_out = det._split(torch.as_tensor(X), 3)  # set aside before the members split
+    assert len(seen) == 2 and len(held_out) == 40
+    everything = {tuple(r) for r in torch.as_tensor(X).float().tolist()}
+    held = {tuple(r) for r in held_out.float().tolist()}  # members see float32 rows
+    for train, val in seen:  # each member: its own split of the other 160 rows
+        assert len(train) + len(val) == 160
+        rows = {tuple(r) for r in torch.cat([train, val]).float().tolist()}
+        assert len(rows) == 160 and not held & rows and rows | held == everything
+    assert not torch.equal(seen[0][1], seen[1][1])
+    expected = metrics.threshold_at_fpr(det.score_samples(held_out.numpy()), 0.1)
+    assert det.offset_ == pytest.approx(expected)
+
+
 def test_unfitted_detector_says_so():
     from sklearn.exceptions import NotFittedError
 
