@@ -218,7 +218,7 @@ def test_conditional_glow_label_errors():
     with pytest.raises(DataError, match="levels|range"):
         glow.sample(2, y=2)
     plain = Glow((1, 4, 4), logit_alpha=0.05, **TINY)
-    with pytest.raises(ModelError, match="unconditional"):
+    with pytest.raises(DataError, match="unconditional"):  # checked up front, as in fit
         ppgen.log_likelihood(plain, x, y=torch.zeros(4, dtype=torch.long))
     with pytest.raises(DataError, match="unconditional"):
         ppgen.fit(plain, x, labels=torch.zeros(4, dtype=torch.long), epochs=1, progress=False)
