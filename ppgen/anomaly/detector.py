@@ -70,7 +70,9 @@ class Detector(OutlierMixin, BaseEstimator):
             the score is the mean of their log-likelihoods, the log of the geometric mean of
             their densities (a product of experts) up to a constant, so rows rank as the
             members agree. Averaging out the seed-to-seed variation of flexible models such as
-            flows on small data sets ranks anomalies more reliably.
+            flows on small data sets ranks anomalies more reliably. (Members of a model
+            instance passed as ``model`` all start from its weights and differ by training
+            seed and split only.)
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         random_state: seed of the split, the initial weights, training and scoring.
 
