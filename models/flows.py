@@ -42,7 +42,7 @@ from nflows.nn.nets import ResidualNet
 from nflows.transforms import Transform
 from torch.nn import functional as F
 
-from ppgen.data.validate import validate, value_range
+from ppgen.data.validate import as_tensor, validate, value_range
 from ppgen.distributions.flow import FlowDistribution
 from ppgen.errors import DataError, ModelError
 from ppgen.models.autoregressive import training_step
@@ -354,7 +354,17 @@ class FlowModel(DistributionModel, register=False):
                 f"{name} were given but {type(self).__name__} is unconditional: build it with "
                 "num_classes=C to model p(x | y), or drop the labels"
             )
-        y = validate(y, "categorical", num_levels=self.num_classes, event_shape=(), name=name)
+        t = as_tensor(y, name)
+        if t.numel() and not t.is_floating_point():
+            lo, hi = value_range(t)
+            if lo < 0 or hi >= self.num_classes:
+                raise DataError(
+                    f"{name} have values in [{lo}, {hi}], outside the class range 0.."
+                    f"{self.num_classes - 1} of this {self.num_classes}-class model: pass "
+                    f"labels in 0..{self.num_classes - 1}, or build it with num_classes="
+                    f"{max(hi + 1, self.num_classes)}"
+                )
+        y = validate(t, "categorical", num_levels=self.num_classes, event_shape=(), name=name)
         if y.shape != (n,):
             raise DataError(f"{name} have shape {tuple(y.shape)} but the data have {n} rows: "
                             f"pass one label per row, shape [{n}]")

@@ -232,7 +232,7 @@ def test_conditional_flow_needs_labels():
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (torch.tensor([0, 1, 2, 0]), "levels"),
+        (torch.tensor([0, 1, 2, 0]), "class range"),
         (torch.tensor([0, 1, 1]), r"shape \(3,\).*4 rows"),
         (torch.tensor([0.5, 1, 1, 0]), "non-integer"),
     ],
@@ -247,7 +247,7 @@ def test_the_evaluation_layer_checks_labels(estimator, labels, message):
 @pytest.mark.parametrize(
     "labels, val_labels, message",
     [
-        (torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1]), "levels"),
+        (torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1]), "class range"),
         (torch.tensor([0, 1, 1]), torch.tensor([0, 1]), r"shape \(3,\).*4 rows"),
         (torch.tensor([0, 1, 1, 0]), None, "val_labels"),
         (torch.tensor([0.5, 1, 1, 0]), torch.tensor([0, 1]), "non-integer"),
