@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy import stats
-from testkit import P_MIN, all_configs, data_for, randomize
+from testkit import P_MIN, all_configs, data_for, small_image_model
 
 import ppgen
 from ppgen.evaluate import log_likelihood
@@ -27,12 +27,7 @@ def make(
     """A small PixelCNN with random weights (biases included) of standard deviation ``scale``."""
     kwargs.setdefault("hidden_channels", 6)
     kwargs.setdefault("num_layers", 2)
-    kwargs.setdefault("dropout", 0.0)
-    levels = None if likelihood == "bernoulli" else K
-    if likelihood == "logistic-mixture":
-        kwargs.setdefault("num_components", 2)
-    model = PixelCNN(shape, likelihood=likelihood, num_levels=levels, **kwargs)
-    return randomize(model, scale=scale)
+    return small_image_model(PixelCNN, shape, likelihood, K, scale, **kwargs)
 
 
 

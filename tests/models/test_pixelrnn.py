@@ -16,7 +16,7 @@ import itertools
 import pytest
 import torch
 from scipy import stats
-from testkit import P_MIN, all_configs, data_for, randomize
+from testkit import P_MIN, all_configs, data_for, small_image_model
 
 import ppgen
 from ppgen.evaluate import log_likelihood
@@ -34,12 +34,7 @@ def make(
     kwargs.setdefault("hidden_channels", 6)
     kwargs.setdefault("num_layers", 1)
     kwargs.setdefault("kernel_size", 3)
-    kwargs.setdefault("dropout", 0.0)
-    levels = None if likelihood == "bernoulli" else K
-    if likelihood == "logistic-mixture":
-        kwargs.setdefault("num_components", 2)
-    model = PixelRNN(shape, likelihood=likelihood, num_levels=levels, **kwargs)
-    return randomize(model, scale=scale)
+    return small_image_model(PixelRNN, shape, likelihood, K, scale, **kwargs)
 
 
 def dependency(model: PixelRNN, num_images: int = 16, rows=None) -> torch.Tensor:

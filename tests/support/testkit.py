@@ -45,6 +45,20 @@ def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 1.0) -> torc
     return model
 
 
+def small_image_model(
+    cls: type, shape: Any, likelihood: str = "bernoulli", K: int = 3, scale: float = 0.5,
+    **kwargs: Any,
+) -> GenerativeModel:
+    """A pixel model ``cls(shape, likelihood=...)`` with random weights (biases included) of
+    standard deviation ``scale``: ``K`` levels unless Bernoulli, two logistic components for the
+    mixture head, no dropout."""
+    kwargs.setdefault("dropout", 0.0)
+    if likelihood == "logistic-mixture":
+        kwargs.setdefault("num_components", 2)
+    levels = None if likelihood == "bernoulli" else K
+    return randomize(cls(shape, likelihood=likelihood, num_levels=levels, **kwargs), scale=scale)
+
+
 def data_for(model, x: torch.Tensor) -> torch.Tensor:
     """Configurations as the model's data: floats for Bernoulli models, levels otherwise."""
     return x.float() if model.likelihood == "bernoulli" else x
