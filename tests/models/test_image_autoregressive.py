@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit import small_image_model
 
 import ppgen
 from ppgen.data import DataInfo
@@ -24,10 +25,17 @@ CLASSES = [PixelCNN, PixelRNN]
 VARIANTS = [(PixelCNN, {})] + [(PixelRNN, {"layer": layer}) for layer in LAYERS]
 
 
+#: the same variants with the small-network options of test_pixelcnn.py / test_pixelrnn.py
+SMALL = [(PixelCNN, {"gated": g, "num_layers": 2}) for g in (True, False)] + [
+    (PixelRNN, {"layer": layer, "num_layers": 1, "kernel_size": 3}) for layer in LAYERS]
+
+
 def variant_id(value):
     if isinstance(value, type):
         return value.__name__
-    return value.get("layer", "") if isinstance(value, dict) else None
+    if isinstance(value, dict):
+        return value.get("layer") or ("gated" if value.get("gated") else "plain")
+    return None
 
 
 @pytest.mark.parametrize("cls, options", VARIANTS, ids=variant_id)
@@ -76,3 +84,19 @@ def test_constructor_errors(cls, kwargs, match):
 def test_data_of_the_wrong_shape_is_refused(cls):
     with pytest.raises(ppgen.DataError, match="shape"):
         log_likelihood(cls((1, 2, 2), hidden_channels=6, num_layers=1), torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("cls, options", SMALL, ids=variant_id)
+def test_shapes_dtype_and_device(cls, options, device):
+    model = small_image_model(cls, (3, 2, 3), "logistic-mixture", K=5, hidden_channels=6,
+                              dropout=0.5, **options).to(device)
+    x = model.sample(4)  # training mode: dropout is off without gradients
+    assert x.shape == (4, 18) and x.dtype == torch.long and x.device.type == device.type
+    assert model.check_data(x).shape == (4, 18)
+    ll = log_likelihood(model, x)
+    assert ll.shape == (4,) and ll.device.type == device.type
+    torch.testing.assert_close(model.log_prob_per_dim(x).sum(-1), ll, atol=1e-4, rtol=1e-5)
+    noisy = log_likelihood(model, x, differentiable=True).detach()
+    assert not torch.allclose(noisy, ll)  # dropout is on in training with gradients
+    model.eval()
+    torch.testing.assert_close(log_likelihood(model, x, differentiable=True).detach(), ll)

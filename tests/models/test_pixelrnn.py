@@ -239,21 +239,6 @@ def test_samples_fit_exact_probabilities(shape, likelihood, K, layer):
 # ---------------------------------------------------------------------------- shapes
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_shapes_dtype_and_device(layer, device):
-    model = make((3, 2, 3), "logistic-mixture", K=5, layer=layer, dropout=0.5).to(device)
-    x = model.sample(4)  # training mode: dropout is off without gradients
-    assert x.shape == (4, 18) and x.dtype == torch.long and x.device.type == device.type
-    assert model.check_data(x).shape == (4, 18)
-    ll = log_likelihood(model, x)
-    assert ll.shape == (4,) and ll.device.type == device.type
-    torch.testing.assert_close(model.log_prob_per_dim(x).sum(-1), ll, atol=1e-4, rtol=1e-5)
-    noisy = log_likelihood(model, x, differentiable=True).detach()
-    assert not torch.allclose(noisy, ll)  # dropout is on in training with gradients
-    model.eval()
-    torch.testing.assert_close(log_likelihood(model, x, differentiable=True).detach(), ll)
-
-
 # ---------------------------------------------------------------------------- errors
 
 
