@@ -107,6 +107,27 @@ class GenerativeModel(pyro.nn.PyroModule):
         """The variational program q(z | x); only latent models have one."""
         raise ModelError(f"{type(self).__name__} has no latent variables and so no guide")
 
+    # ----------------------------------------------------------------- training hooks
+    def initialize(self, x: torch.Tensor, **kwargs: Any) -> None:
+        """Data-dependent initialisation (e.g. ActNorm) from the first training batch
+        ``x: [B, *event_shape]``.
+
+        The engine calls it once at the start of a fresh run, under ``no_grad`` and with the
+        random state kept, on the same rows on every process before gradients are
+        synchronised, so every parameter exists and agrees before the first step. Default:
+        nothing to initialise.
+        """
+
+    def grow_to(self, step: int) -> bool:
+        """Bring the network to its shape at global training step ``step`` (progressive
+        growing); return ``True`` when its parameters changed.
+
+        The engine calls it before every step and, when resuming, before loading the weights,
+        and then rebuilds optimisers (old state carried over), the weight average and the
+        data-parallel wrappers. Default: the network never changes shape.
+        """
+        return False
+
     @property
     def event_shape(self) -> torch.Size:
         """Shape of one datum."""

@@ -92,6 +92,7 @@ class _PerDatumELBO(Objective):
     """
 
     name = "per-datum-elbo"
+    loss_reduction = "sum"
 
     def __init__(
         self, program: Any, structure: Structure, num_particles: int, kwargs: dict[str, Any],

@@ -261,7 +261,7 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(data, tmp_path: Path):
     [
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 0}, "batch_size"),
-        ({"optimizer": "rmsprop"}, "unknown optimizer"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer"),
         ({"lr": -1.0}, "lr"),
         ({"lr": {"other": 0.1}}, "parameter group"),
         ({"lr_schedule": "bogus"}, "lr_schedule"),
