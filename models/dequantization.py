@@ -21,11 +21,12 @@ every step. The generative path (``x=None``) draws ``y ~ p_y`` and quantises it,
 ``x = floor(K y)`` (:func:`ppgen.data.quantize`); the noise site is then an unused draw.
 
 Class-conditional data ``p(x | y)``: wrap a flow built with ``num_classes=C``. The label goes
-to the flow's context, ``log p(x | u, y) = log p_y((x + u) / K | y) - D log K``; the programs
-take ``y`` like every conditional zoo flow (``model(x, y=None, num_samples=None)``,
+to the flow's context, ``log p(x | u, y) = log p_y((x + u) / K | y) - D log K``; the wrapper
+declares the flow's conditioning inputs as its own (:attr:`Dequantized.conditions`), so the
+programs take ``y`` like every conditional zoo flow (``model(x, y=None, num_samples=None)``,
 ``ppgen.fit(model, x, x_val, labels=y, val_labels=y_val)``, ``ppgen.elbo(model, None, x, y=y)``,
-``ppgen.log_likelihood(model, x, y=y)``, ``model.sample(n, y=c)``), and the labels are checked
-by the flow's :meth:`~ppgen.models.flows.FlowModel.check_labels`. The variational noise
+``ppgen.log_likelihood(model, x, y=y)``, ``model.sample(n, y=c)``) and the labels are checked
+by that one declaration (:mod:`ppgen.conditions`). The variational noise
 ``q(u | x)`` ignores ``y``: any ``q`` gives a valid bound, the noise only describes where ``x``
 sits inside its own bins (a local property the data already pin down; the digits' pixels
 determine their class almost surely), and so a conditional and an unconditional model share one
@@ -57,13 +58,14 @@ from pyro.distributions import TorchDistribution
 from torch import nn
 from torch.distributions import constraints
 
+from ppgen.conditions import Conditions
 from ppgen.data.transforms import quantize
 from ppgen.data.validate import validate
 from ppgen.distributions.flow import FlowDistribution
+from ppgen.distributions.transforms import LogitTransform, alternating_mask
 from ppgen.errors import ModelError
 from ppgen.evaluate.bounds import dequantization_bound
-from ppgen.models.flows import FlowModel, LogitTransform, alternating_mask, sample_given_labels
-from ppgen.protocol import GenerativeModel, ModelKind, model_class
+from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind, model_class
 
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
@@ -154,10 +156,12 @@ class Dequantized(GenerativeModel):
     this wrapper for categorical and binary data.
 
     Args:
-        flow: the density of ``y`` in ``[0, 1]^D``: a :class:`~ppgen.models.flows.FlowModel`
-            (normally with a logit pre-transform; class-conditional when built with
-            ``num_classes``, which makes this a model of ``p(x | y)``), or its
-            ``{"name": ..., "config": ...}`` description (what :meth:`get_config` saves).
+        flow: the density of ``y`` in ``[0, 1]^D``: a continuous exact
+            :class:`~ppgen.protocol.DistributionModel` whose ``distribution(**conditions)`` is
+            that density — a zoo flow (:class:`~ppgen.models.flows.FlowModel`, normally with a
+            logit pre-transform; class-conditional when built with ``num_classes``, which makes
+            this a model of ``p(x | y)``) — or its ``{"name": ..., "config": ...}`` description
+            (what :meth:`get_config` saves).
         num_levels: ``K``.
         dequantization: ``"uniform"`` or ``"variational"``.
         dequantizer_layers: coupling layers of the variational noise flow.
@@ -181,12 +185,10 @@ class Dequantized(GenerativeModel):
     options: ClassVar[tuple[str, ...]] = (
         "dequantization", "dequantizer_layers", "dequantizer_hidden"
     )
-    #: the keyword of the programs' label argument (``model(x, y=...)``), as for the flows
-    label_arg: ClassVar[str] = "y"
 
     def __init__(
         self,
-        flow: FlowModel | dict[str, Any],
+        flow: DistributionModel | dict[str, Any],
         num_levels: int,
         dequantization: str = "uniform",
         dequantizer_layers: int = 4,
@@ -249,6 +251,11 @@ class Dequantized(GenerativeModel):
         """``C`` of a class-conditional flow (a model of ``p(x | y)``), else ``None``."""
         return self.flow_model.num_classes
 
+    @property
+    def conditions(self) -> Conditions:
+        """The wrapped flow's conditioning inputs (``y`` of a class-conditional flow)."""
+        return Conditions(tuple(self.flow_model.conditions), type(self).__name__)
+
     # ----------------------------------------------------------------- Pyro programs
     def _uniform(self, n: int) -> dist.TorchDistribution:
         return dist.Uniform(self._zero, self._one).expand([n, self.num_dims]).to_event(1)
@@ -272,24 +279,14 @@ class Dequantized(GenerativeModel):
         Returns:
             ``x`` ``[N, D]`` (``long``).
         """
-        y = self.flow_model._labels(x, y, num_samples)
+        values = self.conditions.in_program({"y": y}, x, num_samples, self.device)
+        y = values.get("y")
         n = x.shape[0] if x is not None else (len(y) if y is not None else (num_samples or 1))
         with pyro.plate("data", n, device=self.device):
             u = pyro.sample("u", self._uniform(n))
-            density = self.flow_model.distribution(y)
+            density = self.flow_model.distribution(**values)
             likelihood = DequantizedLikelihood(density, u, self.num_levels)
             return pyro.sample(self.data_site, likelihood, obs=x)
-
-    @torch.no_grad()
-    def sample(self, n: int, y: Any = None) -> torch.Tensor:
-        """Draw ``n`` integer samples ``[n, D]``; a class-conditional flow takes labels ``y``.
-
-        Args:
-            n: number of samples.
-            y: labels ``[n]`` (or one int for all ``n``) of a class-conditional flow; default
-                the classes in turn.
-        """
-        return sample_given_labels(self, n, y)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``q(u | x)``: uniform, or the conditional noise flow (context ``x / (K - 1)``).
@@ -309,22 +306,25 @@ class Dequantized(GenerativeModel):
         return validate(x, "categorical", num_levels=self.num_levels,
                         event_shape=(self.num_dims,), name=name)
 
-    def check_labels(self, y: Any, n: int, name: str = "labels") -> torch.Tensor:
-        """Validate class labels ``[n]`` with the flow's check (returned as ``long``).
 
-        Raises:
-            DataError: labels for an unconditional flow, a wrong length, or labels out of range.
-        """
-        return self.flow_model.check_labels(y, n, name)
+def _build_flow(flow: DistributionModel | dict[str, Any]) -> DistributionModel:
+    """The wrapped density model, rebuilt from its description when given one.
 
-
-def _build_flow(flow: FlowModel | dict[str, Any]) -> FlowModel:
+    Any continuous exact :class:`~ppgen.protocol.DistributionModel` fits (its distribution's
+    support is not discrete); the zoo flows are the ones that ``for_data`` wraps.
+    """
     if isinstance(flow, dict):
         try:
             flow = model_class(flow["name"]).from_config(flow["config"])
         except (KeyError, TypeError) as err:
             raise ModelError(f"flow must be a zoo flow or {{'name', 'config'}}: {err}") from err
-    if not isinstance(flow, FlowModel):
-        raise ModelError(f"Dequantized wraps a zoo flow (RealNVP, MAF, NSF, Glow), not "
-                         f"{type(flow).__name__}")
+    if not _is_continuous_density(flow):
+        raise ModelError(f"Dequantized wraps a continuous density of flat data, a zoo flow "
+                         f"(RealNVP, MAF, NSF, Glow), not {type(flow).__name__}")
     return flow
+
+
+def _is_continuous_density(flow: Any) -> bool:
+    if not isinstance(flow, DistributionModel) or flow.kind != ModelKind.EXACT:
+        return False
+    return not flow.distribution().support.is_discrete

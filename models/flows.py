@@ -13,9 +13,12 @@ Three options are shared by all flows:
   support to the real line; its log-determinant is part of the flow, so the likelihood stays
   the density of ``y`` itself.
 * ``num_classes``: a class-conditional flow ``p(x | y)``; the one-hot label is the nflows
-  ``context`` of every layer, the program becomes ``model(x=None, y=None, num_samples=None)``
-  and :meth:`FlowModel.sample` takes labels. Train with ``ppgen.fit(model, x, x_val,
-  labels=y, val_labels=y_val)``; score with ``ppgen.log_likelihood(model, x, y=y)``.
+  ``context`` of every layer and the program is ``model(x=None, y=None, num_samples=None)``.
+  The flow declares ``y`` as its conditioning input (:attr:`FlowModel.conditions`, a
+  :class:`~ppgen.conditions.Condition` of ``num_classes`` classes), so every caller validates
+  and batches it the same way: train with ``ppgen.fit(model, x, x_val, labels=y,
+  val_labels=y_val)``, score with ``ppgen.log_likelihood(model, x, y=y)``, draw a class with
+  ``model.sample(n, y=3)``.
 * ``normalization``: ``"actnorm"`` (Kingma & Dhariwal, 2018) or ``"batchnorm"`` (Dinh et al.,
   2017) after every layer, or ``"none"``.
 
@@ -30,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyro
@@ -42,10 +44,13 @@ from nflows.nn.nets import ResidualNet
 from nflows.transforms import Transform
 from torch.nn import functional as F
 
-from ppgen.data.validate import as_tensor, validate, value_range
+from ppgen.conditions import Condition, Conditions
+from ppgen.data.validate import validate, value_range
 from ppgen.distributions.flow import FlowDistribution
+from ppgen.distributions.transforms import LogitTransform, alternating_mask
 from ppgen.errors import DataError, ModelError
 from ppgen.models.autoregressive import training_step
+from ppgen.models.dequantization import Dequantized
 from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
 
 if TYPE_CHECKING:
@@ -71,44 +76,6 @@ DEFAULT_LOGIT_ALPHA = 0.05
 
 
 # =========================================================================== transforms
-class LogitTransform(Transform):
-    """``y -> z = logit(alpha + (1 - 2 alpha) y)`` on ``[0, 1]`` (``(0, 1)`` when ``alpha = 0``).
-
-    ``log |dz/dy| = log(1 - 2 alpha) - log s - log(1 - s)`` with ``s = alpha + (1 - 2 alpha) y``,
-    summed over every non-batch dimension. Works on flat ``[N, D]`` and image ``[N, C, H, W]``
-    inputs. Paper: Dinh, Sohl-Dickstein & Bengio, 2017, "Density estimation using Real NVP"
-    (arXiv:1605.08803), Sect. 4.1.
-
-    Args:
-        alpha: the margin ``0 <= alpha < 0.5`` that keeps ``z`` finite at ``y = 0`` and ``1``.
-            A negative ``alpha`` (``> -0.5``) does the opposite: the inverse (sampling)
-            direction ``z -> y`` stays strictly inside ``(eps, 1 - eps)``,
-            ``eps = -alpha / (1 - 2 alpha)``, even where ``sigmoid(z)`` rounds to 0 or 1 (the
-            variational dequantiser's noise, :mod:`ppgen.models.dequantization`).
-    """
-
-    def __init__(self, alpha: float) -> None:
-        super().__init__()
-        if not -0.5 < alpha < 0.5:
-            raise ModelError(f"logit alpha must lie in (-0.5, 0.5), got {alpha}")
-        self.alpha = float(alpha)
-
-    def _log_scale(self) -> float:
-        return math.log1p(-2 * self.alpha)
-
-    def forward(self, inputs: torch.Tensor, context: Any = None):
-        s = self.alpha + (1 - 2 * self.alpha) * inputs
-        log_s, log_1ms = torch.log(s), torch.log1p(-s)
-        logabsdet = (self._log_scale() - log_s - log_1ms).flatten(1).sum(1)
-        return log_s - log_1ms, logabsdet
-
-    def inverse(self, inputs: torch.Tensor, context: Any = None):
-        s = torch.sigmoid(inputs)
-        log_s, log_1ms = -F.softplus(-inputs), -F.softplus(inputs)
-        logabsdet = (log_s + log_1ms - self._log_scale()).flatten(1).sum(1)
-        return (s - self.alpha) / (1 - 2 * self.alpha), logabsdet
-
-
 class ActNorm(transforms.ActNorm):
     """nflows' ActNorm, initialised from the first *training* batch of more than one row.
 
@@ -167,11 +134,6 @@ def normalization_layer(name: str, features: int) -> list[Transform]:
     return []
 
 
-def alternating_mask(num_dims: int, layer: int) -> torch.Tensor:
-    """Coupling mask of layer ``layer``: dimensions of parity ``layer % 2`` are transformed."""
-    return (torch.arange(num_dims) % 2 == layer % 2).to(torch.uint8)
-
-
 # =========================================================================== the base
 class FlowModel(DistributionModel, register=False):
     """Shared program, data checks, conditioning and ``for_data`` of the zoo flows.
@@ -200,8 +162,6 @@ class FlowModel(DistributionModel, register=False):
     normalization: str
     logit_alpha: float | None
     num_classes: int | None
-    #: the keyword of the programs' label argument (``model(x, y=...)``)
-    label_arg: ClassVar[str] = "y"
 
     def _build(self) -> None:
         self._check_common()
@@ -231,6 +191,12 @@ class FlowModel(DistributionModel, register=False):
         ):
             raise ModelError(f"num_classes must be None or an integer >= 2, got "
                              f"{self.num_classes!r}")
+
+    @property
+    def conditions(self) -> Conditions:
+        """``y``, class labels ``0..num_classes-1``, for a class-conditional flow; else none."""
+        declared = [] if self.num_classes is None else [Condition.classes("y", self.num_classes)]
+        return Conditions(declared, type(self).__name__)
 
     @property
     def context_features(self) -> int | None:
@@ -273,27 +239,6 @@ class FlowModel(DistributionModel, register=False):
             return None
         return F.one_hot(y.long(), self.num_classes).to(self._one.dtype)
 
-    def _labels(
-        self, x: torch.Tensor | None, y: Any, num_samples: int | None
-    ) -> torch.Tensor | None:
-        """The labels the program conditions on (``None`` for an unconditional flow)."""
-        if self.num_classes is None:
-            if y is not None:
-                raise ModelError(
-                    f"{type(self).__name__} is unconditional but labels were given: build it "
-                    "with num_classes=C to model p(x | y)"
-                )
-            return None
-        if y is not None:
-            return torch.as_tensor(y, device=self.device).long()
-        if x is not None:
-            raise ModelError(
-                f"{type(self).__name__} models p(x | y): pass the labels, e.g. "
-                "ppgen.log_likelihood(model, x, y=labels)"
-            )
-        # generation without labels: classes in turn, 0, 1, ..., C-1, 0, ...
-        return torch.arange(num_samples or 1, device=self.device) % self.num_classes
-
     def model(
         self,
         x: torch.Tensor | None = None,
@@ -311,24 +256,13 @@ class FlowModel(DistributionModel, register=False):
         Returns:
             ``x`` (observed or generated), ``[N, D]``.
         """
-        y = self._labels(x, y, num_samples)
+        y = self.conditions.in_program({"y": y}, x, num_samples, self.device).get("y")
         n = x.shape[0] if x is not None else (len(y) if y is not None else (num_samples or 1))
         with pyro.plate("data", n, device=self.device):
             fn = self.distribution(y)
             if y is None:
                 fn = fn.expand([n])
             return pyro.sample(self.data_site, fn, obs=x)
-
-    @torch.no_grad()
-    def sample(self, n: int, y: Any = None) -> torch.Tensor:
-        """Draw ``n`` samples ``[n, D]``; a class-conditional flow takes labels ``y``.
-
-        Args:
-            n: number of samples.
-            y: labels ``[n]`` (or one int for all ``n``) of a class-conditional flow; default
-                the classes in turn.
-        """
-        return sample_given_labels(self, n, y)
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
@@ -342,33 +276,6 @@ class FlowModel(DistributionModel, register=False):
         if self.logit_alpha is not None:
             _check_unit_interval(x, self.logit_alpha, name)
         return self.in_model_dtype(x)
-
-    def check_labels(self, y: Any, n: int, name: str = "labels") -> torch.Tensor:
-        """Validate class labels ``[n]``: integers in ``0..num_classes-1``; returns ``long``.
-
-        Raises:
-            DataError: labels for an unconditional flow, a wrong length, or labels out of range.
-        """
-        if self.num_classes is None:
-            raise DataError(
-                f"{name} were given but {type(self).__name__} is unconditional: build it with "
-                "num_classes=C to model p(x | y), or drop the labels"
-            )
-        t = as_tensor(y, name)
-        if t.numel() and not t.is_floating_point():
-            lo, hi = value_range(t)
-            if lo < 0 or hi >= self.num_classes:
-                raise DataError(
-                    f"{name} have values in [{lo}, {hi}], outside the class range 0.."
-                    f"{self.num_classes - 1} of this {self.num_classes}-class model: pass "
-                    f"labels in 0..{self.num_classes - 1}, or build it with num_classes="
-                    f"{max(hi + 1, self.num_classes)}"
-                )
-        y = validate(t, "categorical", num_levels=self.num_classes, event_shape=(), name=name)
-        if y.shape != (n,):
-            raise DataError(f"{name} have shape {tuple(y.shape)} but the data have {n} rows: "
-                            f"pass one label per row, shape [{n}]")
-        return y
 
     @classmethod
     def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
@@ -395,8 +302,6 @@ class FlowModel(DistributionModel, register=False):
     @classmethod
     def _build_for(cls, info: DataInfo, shape: Any, kwargs: dict[str, Any]) -> GenerativeModel:
         """``cls(shape, ...)`` for continuous data, wrapped in ``Dequantized`` for levels."""
-        from ppgen.models.dequantization import Dequantized
-
         wrapper = {k: kwargs.pop(k) for k in Dequantized.options if k in kwargs}
         if info.likelihood == "continuous":
             if wrapper:
@@ -405,17 +310,6 @@ class FlowModel(DistributionModel, register=False):
             return cls(shape, **{"logit_alpha": alpha, **kwargs})
         flow = cls(shape, **{"logit_alpha": DEFAULT_LOGIT_ALPHA, **kwargs})
         return Dequantized(flow, info.num_levels or 2, **wrapper)
-
-
-def sample_given_labels(model: GenerativeModel, n: int, y: Any = None) -> torch.Tensor:
-    """``n`` draws of a (possibly class-conditional) flow program ``model.model(None, y=,
-    num_samples=)``: labels ``y`` (one int, or ``[n]``) checked by ``model.check_labels``;
-    without them the program takes the classes in turn."""
-    if y is not None:
-        y = torch.as_tensor(y, device=model.device).long().expand(n)
-        model.check_labels(y, n)
-    trace = pyro.poutine.trace(model.model).get_trace(None, y=y, num_samples=n)
-    return trace.nodes[model.data_site]["value"]
 
 
 def _check_unit_interval(x: torch.Tensor, alpha: float, name: str) -> None:

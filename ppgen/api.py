@@ -44,9 +44,10 @@ def fit(
         objective: an objective name (``"mle"``, ``"elbo"``, ``"iwae"``, ``"closed-form"``) or
             an :class:`~ppgen.objective.Objective`; default ``model.default_objective``.
         objective_options: keyword arguments of the objective (e.g. ``{"num_particles": 5}``).
-        labels: class labels ``[N]`` of ``train`` for a class-conditional model (one with
-            ``check_labels``, e.g. a flow built with ``num_classes``); batched with the data
-            and passed to its programs as ``model(x, y=labels)``.
+        labels: class labels ``[N]`` of ``train`` for a class-conditional model (one whose
+            :attr:`~ppgen.GenerativeModel.conditions` declare class labels, e.g. a flow built
+            with ``num_classes``); checked by that declaration, batched with the data and
+            passed to its programs under the declared name (``model(x, y=labels)``).
         val_labels: class labels ``[M]`` of ``val`` (required with ``labels`` and ``val``).
         **options: training-engine options (:func:`ppgen.engine.train`: ``epochs``,
             ``batch_size``, ``lr``, ``patience``, ``device``, ``seed``, ``out_dir``, ``resume``,
@@ -90,25 +91,28 @@ def fit(
 def _label_kwargs(
     model: GenerativeModel, train: torch.Tensor, val: torch.Tensor | None, labels, val_labels
 ) -> tuple[dict[str, torch.Tensor] | None, dict[str, torch.Tensor] | None]:
-    """Per-datum keyword arguments ``{"y": labels}`` of the programs, validated by the model."""
-    if labels is None and val_labels is None:
+    """The engine's per-datum keyword arguments (``{"y": labels}``), checked by the model's
+    declared conditions (:mod:`ppgen.conditions`); ``None`` for an unconditional model."""
+    conditions = model.conditions
+    if labels is None and val_labels is None and not conditions:
         return None, None
-    check = getattr(model, "check_labels", None)
-    if check is None:
-        raise PpgenError(
-            f"labels were given but {type(model).__name__} is not class-conditional (it has "
-            "no check_labels): drop the labels, or use a model built with num_classes"
-        )
-    if labels is None or (val is None) != (val_labels is None):
+    if labels is not None and (val is None) != (val_labels is None):
         raise PpgenError(
             "pass labels for the training data and val_labels for the validation data "
             "together (one label per row of each)"
         )
-    arg = getattr(model, "label_arg", "y")
-    train_kwargs = {arg: check(labels, len(train), "training labels")}
+    name = _label_name(conditions)
+    train_kwargs = conditions.check({name: labels}, len(train), "training ")
     if val is None:
         return train_kwargs, None
-    return train_kwargs, {arg: check(val_labels, len(val), "validation labels")}
+    return train_kwargs, conditions.check({name: val_labels}, len(val), "validation ")
+
+
+def _label_name(conditions) -> str:
+    """The program keyword of the class labels (``"y"`` when the model declares none: the
+    declaration then refuses them by that name)."""
+    declared = conditions.of_kind("class")
+    return "y" if declared is None else declared.name
 
 
 def _fit_closed_form(model, train, val, options) -> History:

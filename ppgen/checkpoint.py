@@ -25,12 +25,15 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
 from ppgen.errors import CheckpointError, PpgenError
-from ppgen.protocol import GenerativeModel, model_class
+from ppgen.registry import model_class
+
+if TYPE_CHECKING:  # the protocol saves models through this module: no runtime import back
+    from ppgen.protocol import GenerativeModel
 
 __all__ = [
     "FORMAT",

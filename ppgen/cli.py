@@ -98,21 +98,31 @@ def _add_evaluate(sub) -> None:
         "evaluate",
         help="score a saved model on a data split",
         description="Print the test (or train/val) NLL table of a model written by `ppgen fit` "
-        "and write DIR/eval-<split>.json (nats per datum, lower is better).",
+        "and write DIR/eval-<split>.json (nats per datum, lower is better). A class-conditional "
+        "model scores each row given its own label.",
     )
     p.add_argument("dir", help="folder written by `ppgen fit`")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--particles", type=int, default=1000, help="K for latent models (1000)")
-    p.add_argument("--batch-size", type=int, help="rows per evaluation chunk")
+    _add_evaluation_options(p)
     _add_common(p)
     p.set_defaults(run=_cmd_evaluate)
+
+
+def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--particles", type=int,
+                   help="K for latent models (default: the model's evaluation_defaults; 1000 "
+                   "for the zoo's latent models)")
+    p.add_argument("--batch-size", type=int,
+                   help="rows per evaluation chunk (default: the model's evaluation_defaults)")
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser(
         "sample",
         help="draw samples from a saved model",
-        description="Draw samples; writes a PNG (image grid or 2-D scatter) and optionally .npy.",
+        description="Draw samples; writes a PNG (image grid or 2-D scatter) and optionally .npy. "
+        "--set passes the model's declared sampler options (and conditioning inputs); an "
+        "unknown one is an error that lists the valid ones.",
     )
     p.add_argument("dir", help="folder written by `ppgen fit` (or a model.pt file)")
     p.add_argument("-n", "--num-samples", type=int, default=64, help="number of samples (64)")
@@ -120,6 +130,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--npy", default=None, help="also save the samples to this .npy file")
     p.add_argument("--label", type=int, default=None,
                    help="class to sample from a class-conditional model (default: each in turn)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="sampler option, e.g. --set num_steps=50 (JSON values)")
     _add_common(p)
     p.set_defaults(run=_cmd_sample)
 
@@ -135,12 +147,13 @@ def _add_score(sub) -> None:
     )
     p.add_argument("dir", help="folder written by `ppgen fit` (or a model.pt file)")
     p.add_argument("--data", required=True, help="rows to score, a .npy or .csv file")
+    p.add_argument("--labels", help="class label of each row (.npy or .csv, one integer per "
+                   "row): required by a class-conditional model, which scores p(x | label)")
     p.add_argument("--out", required=True, help="CSV to write: one line per row")
     flag = p.add_mutually_exclusive_group()
     flag.add_argument("--threshold", type=float, help="flag rows with log-likelihood below it")
     flag.add_argument("--fpr", type=float, help="target false-positive rate (default 0.05)")
-    p.add_argument("--particles", type=int, default=1000, help="K for latent models (1000)")
-    p.add_argument("--batch-size", type=int, help="rows per evaluation chunk")
+    _add_evaluation_options(p)
     _add_common(p)
     p.set_defaults(run=_cmd_score)
 
@@ -231,7 +244,8 @@ def _fit(args: argparse.Namespace) -> int:
         objective_options=_objective_options(args), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
         seed=args.seed, out_dir=args.out, resume=args.resume or None,
-        progress=not args.no_progress, extra=extra, **_labels(model, data),
+        progress=not args.no_progress, extra=extra, labels=_split_labels(model, data, "train"),
+        val_labels=_split_labels(model, data, "val"),
     )
     metrics = _fit_metrics(model, history, time.perf_counter() - start, extra)
     _write_json(Path(args.out) / "metrics.json", metrics)
@@ -240,13 +254,27 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels(model, data) -> dict[str, Any]:
-    """Class labels of the splits for a class-conditional model (``--set num_classes=C``)."""
-    if getattr(model, "num_classes", None) is None:
-        return {}
+def _class_condition(model):
+    """The model's declared class-label input (``None`` for a model without one)."""
+    from ppgen.conditions import ConditionKind
+
+    return model.conditions.of_kind(ConditionKind.CLASS)
+
+
+def _split_labels(model, data, split: str):
+    """The labels of ``split`` for a class-conditional model (``--set num_classes=C``), else
+    ``None``."""
+    if _class_condition(model) is None:
+        return None
     if not data.labels:
-        raise _Usage(f"{model.name} with num_classes needs labelled data (e.g. --data digits)")
-    return {"labels": data.labels["train"], "val_labels": data.labels["val"]}
+        raise _Usage(f"{model.name} is class-conditional and needs labelled data (e.g. --data "
+                     "digits)")
+    return data.labels[split]
+
+
+def _label_kwargs(model, labels) -> dict[str, Any]:
+    """``{name: labels}`` under the model's class-label keyword (``{}`` without labels)."""
+    return {} if labels is None else {_class_condition(model).name: labels}
 
 
 def _objective_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -288,8 +316,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data = _run_data(extra, args.dir)
     x = data.split(args.split).to(device)
     model.to(device).eval()
-    labels = _labels(model, data)  # p(x | y): the split's own labels
-    kwargs = {model.label_arg: data.labels[args.split].to(device)} if labels else {}
+    kwargs = _label_kwargs(model, _split_labels(model, data, args.split))  # p(x | own label)
     report = nll_report(model, x, num_particles=args.particles, batch_size=args.batch_size,
                         **kwargs)
     report.update(model=model.name, split=args.split, data=extra.get("data"))
@@ -317,10 +344,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     model, extra = _load_run(args.dir)
     model.to(resolve_device(args.device)).eval()
     torch.manual_seed(args.seed)
-    if args.label is not None and getattr(model, "num_classes", None) is None:
-        raise _Usage(f"--label needs a class-conditional model; {model.name} is unconditional")
-    label = {} if args.label is None else {"y": args.label}
-    samples = model.sample(args.num_samples, **label).cpu()
+    options = _parse_sets(args.set)
+    if args.label is not None:
+        if _class_condition(model) is None:
+            raise _Usage(f"--label needs a class-conditional model; {model.name} is "
+                         "unconditional")
+        options.update(_label_kwargs(model, args.label))
+    samples = model.sample(args.num_samples, **options).cpu()
     out = Path(args.out) if args.out else _run_folder(args.dir) / "samples.png"
     _plot_samples(samples, extra, out, model.name, model)
     if args.npy:
@@ -355,13 +385,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     info = extra.get("info") or {}
     x = load_array(args.data, info.get("likelihood", "continuous"),
                    num_levels=info.get("num_levels"), event_shape=tuple(model.event_shape))
-    scores = _scores(model, x, args)
+    scores = _scores(model, x, args, _score_labels(model, args))
     threshold, how = args.threshold, f"--threshold {args.threshold}"
     if threshold is None:
         fpr = 0.05 if args.fpr is None else args.fpr
         if not 0 < fpr < 1:
             raise _Usage(f"--fpr must be in (0, 1), got {fpr}")
-        threshold = threshold_at_fpr(_scores(model, _run_data(extra, args.dir).val, args), fpr)
+        data = _run_data(extra, args.dir)
+        val_scores = _scores(model, data.val, args, _split_labels(model, data, "val"))
+        threshold = threshold_at_fpr(val_scores, fpr)
         how = f"false-positive rate {fpr} on the run's validation split"
     flagged = scores < threshold
     _write_scores(Path(args.out), scores, flagged)
@@ -370,7 +402,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scores(model, x, args: argparse.Namespace):
+def _score_labels(model, args: argparse.Namespace):
+    """The rows' labels from ``--labels FILE`` (``[N]``), or ``None`` without the option; a
+    class-conditional model refuses to score without them, an unconditional one with them."""
+    from ppgen.data import load_array
+
+    if args.labels is None:
+        if _class_condition(model) is not None:
+            raise _Usage(f"{model.name} is class-conditional: pass --labels FILE with one "
+                         "class label per row of --data")
+        return None
+    if _class_condition(model) is None:
+        raise _Usage(f"--labels needs a class-conditional model; {model.name} is unconditional")
+    labels = load_array(args.labels, "categorical", name=Path(args.labels).name)
+    return labels.reshape(-1) if labels.dim() == 2 and labels.shape[1] == 1 else labels
+
+
+def _scores(model, x, args: argparse.Namespace, labels=None):
     import torch
 
     from ppgen.devices import resolve_device
@@ -380,7 +428,7 @@ def _scores(model, x, args: argparse.Namespace):
     model.to(device).eval()
     torch.manual_seed(args.seed)
     ll = log_likelihood(model, x.to(device), num_particles=args.particles,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, **_label_kwargs(model, labels))
     return ll.double().cpu().numpy()
 
 
@@ -400,8 +448,7 @@ def _has_density(model, info: dict) -> bool:
     from ppgen.protocol import ModelKind
 
     return (model is not None and model.kind == ModelKind.EXACT
-            and info.get("likelihood") == "continuous"
-            and getattr(model, "num_classes", None) is None)
+            and info.get("likelihood") == "continuous" and not model.conditions)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

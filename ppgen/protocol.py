@@ -6,14 +6,20 @@ plain ``torch.nn`` modules, so no parameter ever enters Pyro's global parameter 
 model's ``state_dict`` is its whole state.
 
 Subclasses register themselves under a command-line name (the class name in kebab case, or the
-class attribute ``name``), which is how checkpoints and the CLI rebuild them.
+class attribute ``name``), which is how checkpoints and the CLI rebuild them
+(:mod:`ppgen.registry`).
+
+Capabilities are declared, not probed: a model declares its conditioning inputs
+(:attr:`GenerativeModel.conditions`, :mod:`ppgen.conditions`), its sampler options
+(:attr:`GenerativeModel.sample_options`, passed as ``sample(n, **options)``) and what one
+evaluation pass can afford (:attr:`GenerativeModel.evaluation_defaults`); the engine, the
+evaluation layer and the CLI read these words instead of looking for attributes.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,7 +27,11 @@ import pyro
 import torch
 from pyro import poutine
 
+from ppgen.checkpoint import save_model
+from ppgen.conditions import Conditions
 from ppgen.errors import ModelError
+from ppgen.registry import kebab_case, model_class, registered_models
+from ppgen.registry import register as register_class
 
 if TYPE_CHECKING:
     from ppgen.data import DataInfo
@@ -33,9 +43,15 @@ __all__ = [
     "registered_models",
     "model_class",
     "kebab_case",
+    "DEFAULT_NUM_PARTICLES",
+    "EVALUATION_OPTIONS",
 ]
 
-_REGISTRY: dict[str, type[GenerativeModel]] = {}
+#: importance particles of a latent model's evaluation unless the model declares otherwise
+DEFAULT_NUM_PARTICLES = 1000
+
+#: the options a model's ``evaluation_defaults`` may declare
+EVALUATION_OPTIONS = ("num_particles", "batch_size")
 
 
 class ModelKind(str, Enum):
@@ -45,26 +61,6 @@ class ModelKind(str, Enum):
     LATENT = "latent"  #: latent variables: ELBO and importance-weighted estimates
     IMPLICIT = "implicit"  #: samples only (GANs): no density
     ENERGY = "energy"  #: unnormalised density (energy-based models)
-
-
-def kebab_case(name: str) -> str:
-    """``"IndependentCategorical"`` -> ``"independent-categorical"``, ``"VAE"`` -> ``"vae"``."""
-    words = re.findall(r"[A-Z]+(?=[A-Z][a-z]|\d|\b)|[A-Z]?[a-z]+|[A-Z]+|\d+", name)
-    return "-".join(w.lower() for w in words)
-
-
-def registered_models() -> dict[str, type[GenerativeModel]]:
-    """All registered model classes by CLI name (import ``ppgen.models`` to fill the zoo)."""
-    return dict(sorted(_REGISTRY.items()))
-
-
-def model_class(name: str) -> type[GenerativeModel]:
-    """Look a model class up by its CLI name; a clear error lists the known names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "(none registered)"
-        raise ModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
 class GenerativeModel(pyro.nn.PyroModule):
@@ -82,6 +78,15 @@ class GenerativeModel(pyro.nn.PyroModule):
         fit_defaults: training-engine options that reach the model's benchmark number
             (``epochs``, ``lr``, ...); ``ppgen.fit`` and the CLI start from them.
         objective_defaults: options of the default objective (e.g. ``num_particles``).
+        sample_options: the sampler options of :meth:`sample` with their defaults
+            (``{"num_steps": 1000}``); ``sample(n, num_steps=50)`` overrides one, an
+            undeclared name is refused with the list of valid ones. Default: none.
+        evaluation_defaults: what one evaluation pass can afford, read by
+            :meth:`evaluation_options` whenever a caller does not say: ``num_particles``
+            (importance samples per datum; a diffusion model whose pass costs 1,000 network
+            calls declares a few) and ``batch_size`` (rows per chunk, ``None``: the layer's
+            own sizing). Undeclared: 1 particle for exact models,
+            :data:`DEFAULT_NUM_PARTICLES` otherwise.
     """
 
     kind: ClassVar[ModelKind] = ModelKind.EXACT
@@ -90,13 +95,19 @@ class GenerativeModel(pyro.nn.PyroModule):
     default_objective: ClassVar[str] = "mle"
     fit_defaults: ClassVar[dict[str, Any]] = {}
     objective_defaults: ClassVar[dict[str, Any]] = {}
+    sample_options: ClassVar[dict[str, Any]] = {}
+    evaluation_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = kebab_case(cls.__name__)
+        unknown = sorted(set(cls.evaluation_defaults) - set(EVALUATION_OPTIONS))
+        if unknown:
+            raise ModelError(f"{cls.__name__}.evaluation_defaults declares {unknown}; the "
+                             f"evaluation options are {list(EVALUATION_OPTIONS)}")
         if register and not inspect.isabstract(cls):
-            _REGISTRY[cls.name] = cls
+            register_class(cls)
 
     # ----------------------------------------------------------------- the program
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> Any:
@@ -165,10 +176,90 @@ class GenerativeModel(pyro.nn.PyroModule):
             return tensor.device
         return torch.device("cpu")
 
+    # ----------------------------------------------------------------- declared capabilities
+    @property
+    def conditions(self) -> Conditions:
+        """The conditioning inputs the programs take (:mod:`ppgen.conditions`).
+
+        Empty for an unconditional model. A model of ``p(x | y)`` returns its declared inputs,
+        e.g. ``Conditions([Condition.classes("y", 10)], "MAF")``; ``ppgen.fit(labels=...)``,
+        the evaluation layer, ``sample`` and the CLI validate and batch them through it.
+        """
+        return Conditions((), type(self).__name__)
+
+    def evaluation_options(
+        self, num_particles: int | None = None, batch_size: int | None = None
+    ) -> dict[str, Any]:
+        """The evaluation settings of one pass: explicit values, else the declaration.
+
+        Args:
+            num_particles: importance samples per datum, or ``None`` for the declared default.
+            batch_size: rows per chunk, or ``None`` for the declared default.
+
+        Returns:
+            ``{"num_particles": K, "batch_size": B or None}`` (see ``evaluation_defaults``).
+        """
+        undeclared = 1 if self.kind == ModelKind.EXACT else DEFAULT_NUM_PARTICLES
+        given = {"num_particles": num_particles, "batch_size": batch_size}
+        return {"num_particles": undeclared, "batch_size": None, **self.evaluation_defaults,
+                **{k: v for k, v in given.items() if v is not None}}
+
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """Draw ``n`` samples: ``[n, *event_shape]`` on the model's device."""
-        trace = poutine.trace(self.model).get_trace(None, num_samples=n)
+    def sample(self, n: int, **options: Any) -> torch.Tensor:
+        """Draw ``n`` samples ``[n, *event_shape]`` on the model's device.
+
+        Args:
+            n: number of draws.
+            **options: values of the declared conditioning inputs (:attr:`conditions`, e.g.
+                ``y=3`` or ``y=[n]`` labels; missing ones take their default, e.g. the classes
+                in turn) and sampler options (:attr:`sample_options`; missing ones take their
+                declared default).
+
+        Raises:
+            ModelError: an option the model does not declare (the message lists the valid
+                ones).
+            DataError: a conditioning value its condition refuses.
+
+        Example:
+            >>> from ppgen.models import MAF
+            >>> MAF(2, num_layers=1, hidden_features=8, num_classes=3).sample(4, y=2).shape
+            torch.Size([4, 2])
+        """
+        return self.generate(n, **self.sample_arguments(n, options))
+
+    def sample_arguments(self, n: int, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` of :meth:`sample` checked and completed: the conditioning values of
+        ``n`` draws and every declared sampler option (defaults filled in)."""
+        conditions = self.conditions
+        unknown = sorted(set(options) - set(conditions.names) - set(self.sample_options))
+        if unknown:
+            raise ModelError(self._unknown_options_message(unknown, conditions))
+        given = {k: v for k, v in options.items() if k in conditions.names}
+        values = conditions.for_sampling(given, n, self.device)
+        settings = {k: options.get(k, v) for k, v in self.sample_options.items()}
+        return {**values, **settings}
+
+    def _unknown_options_message(self, unknown: list[str], conditions: Conditions) -> str:
+        valid = [c.describe() for c in conditions]
+        valid += [f"{k} (default {v!r})" for k, v in self.sample_options.items()]
+        what = type(self).__name__
+        if not valid:
+            state = " is unconditional and" if not conditions else ""
+            return (f"{what}.sample got unknown option(s) {', '.join(unknown)}: {what}{state} "
+                    "declares no sampler options")
+        return (f"{what}.sample got unknown option(s) {', '.join(unknown)}; valid options: "
+                f"{', '.join(valid)}")
+
+    def generate(self, n: int, **kwargs: Any) -> torch.Tensor:
+        """Draw ``n`` samples given checked :meth:`sample` arguments ``kwargs`` (conditioning
+        values ``[n, ...]`` and every sampler option). The default runs the program with
+        ``x=None``, ``num_samples=n`` and ``kwargs``; a model whose sampler is not its program
+        (a diffusion model's respaced reverse process) overrides this.
+
+        Returns:
+            ``[n, *event_shape]`` samples.
+        """
+        trace = poutine.trace(self.model).get_trace(None, num_samples=n, **kwargs)
         return trace.nodes[self.data_site]["value"]
 
     def num_parameters(self) -> int:
@@ -205,8 +296,6 @@ class GenerativeModel(pyro.nn.PyroModule):
 
     def save(self, path: str) -> None:
         """Save weights and config to ``path`` (load with :func:`ppgen.load`)."""
-        from ppgen.checkpoint import save_model
-
         save_model(self, path)
 
     def extra_repr(self) -> str:

@@ -4,7 +4,8 @@ Built on ``poutine.trace`` / ``poutine.replay``; returns per-datum tensors; vect
 particles; chunked over data; runs on the data's device. Training objectives, anomaly scores
 and ArviZ's ``log_likelihood`` group all call these functions. Discrete sites marked for
 enumeration (``@config_enumerate``, e.g. mixture assignments) are summed out exactly in every
-one of them (:mod:`ppgen.evaluate.enumeration`).
+one of them (:mod:`ppgen.evaluate.enumeration`). Energy-based and implicit models are routed
+by kind to the estimator registered for them (:mod:`ppgen.evaluate.routing`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from ppgen.evaluate.estimators import (
     structure_of,
 )
 from ppgen.evaluate.program import DATA_PLATE, Structure, inspect_structure, resolve
+from ppgen.evaluate.routing import (
+    KindEstimator,
+    evaluation_options,
+    register_estimator,
+    registered_estimator,
+)
 
 __all__ = [
     "log_likelihood",
@@ -32,4 +39,8 @@ __all__ = [
     "Structure",
     "DATA_PLATE",
     "ROWS_PER_CHUNK",
+    "KindEstimator",
+    "register_estimator",
+    "registered_estimator",
+    "evaluation_options",
 ]

@@ -9,7 +9,8 @@ import torch
 
 from ppgen.evaluate.estimators import elbo, log_likelihood
 from ppgen.evaluate.program import resolve
-from ppgen.protocol import ModelKind
+from ppgen.evaluate.routing import evaluation_options, routed
+from ppgen.protocol import GenerativeModel, ModelKind
 
 __all__ = ["bits_per_dim", "dequantization_bound", "nll_report"]
 
@@ -49,7 +50,7 @@ def nll_report(
     x: Any,
     guide: Any = None,
     *,
-    num_particles: int = 1000,
+    num_particles: int | None = None,
     batch_size: int | None = None,
     num_dims: int | None = None,
     **kwargs: Any,
@@ -60,31 +61,46 @@ def nll_report(
 
     Exact models: ``nll`` (exact). Latent models: ``elbo`` (the negated ELBO, one particle per
     datum, closed-form KL where available), ``iwae`` (the negated importance-weighted estimate
-    with ``num_particles``) and ``nll`` = ``iwae``, the headline number.
+    with ``num_particles``) and ``nll`` = ``iwae``, the headline number. ``num_particles`` and
+    ``batch_size`` default to the model's declared ``evaluation_defaults``. Energy and implicit
+    models go to the estimator registered for their kind (:mod:`ppgen.evaluate.routing`): its
+    own report (sample metrics, an AIS estimate with its interval) or, for an energy model, this
+    table built on its log-likelihood estimate.
 
     Returns:
         A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
         ``iwae`` and ``num_particles``.
     """
-    program = resolve(model, guide)
+    options = evaluation_options(model, num_particles, batch_size)
+    estimator = routed(model, "report")
+    if estimator is not None:
+        return estimator(model, x, **options, **kwargs)
+    num_particles, batch_size = options["num_particles"], options["batch_size"]
     ll = log_likelihood(model, x, guide, num_particles=num_particles, batch_size=batch_size,
                         **kwargs)
     n = int(ll.shape[0])
     nll = float(-ll.mean())
     report: dict[str, Any] = {"nll": nll, "n": n}
-    latent = program.zoo.kind == ModelKind.LATENT if program.zoo else program.guide is not None
-    if latent:
+    if _is_latent(model, guide):
         e = elbo(model, guide, x, num_particles=1, batch_size=batch_size, analytic_kl=True,
                  **kwargs)
         report.update(elbo=float(-e.mean()), iwae=nll, num_particles=num_particles)
-    dims = num_dims or _num_dims(program, x)
+    dims = num_dims or _num_dims(model, x)
     if dims:
         report["bits_per_dim"] = float(bits_per_dim(nll, dims))
     return report
 
 
-def _num_dims(program, x) -> int | None:
-    if program.zoo is not None:
-        return math.prod(program.zoo.event_shape)
+def _is_latent(model: Any, guide: Any) -> bool:
+    """A latent zoo model, or a user's program scored with a guide (an energy model's routed
+    estimate is reported like an exact number)."""
+    if isinstance(model, GenerativeModel):
+        return model.kind == ModelKind.LATENT
+    return resolve(model, guide).guide is not None
+
+
+def _num_dims(model: Any, x: Any) -> int | None:
+    if isinstance(model, GenerativeModel):
+        return math.prod(model.event_shape)
     shape = getattr(x, "shape", None)
     return math.prod(shape[1:]) if shape is not None and len(shape) > 1 else None

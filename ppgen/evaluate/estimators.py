@@ -21,6 +21,7 @@ import torch
 from pyro import poutine
 from torch.distributions import kl_divergence
 
+from ppgen.conditions import take_rows
 from ppgen.data.validate import as_tensor
 from ppgen.errors import DataError, ModelError
 from ppgen.evaluate.enumeration import contract_sites, enumerate_program
@@ -34,6 +35,7 @@ from ppgen.evaluate.program import (
     resolve,
     validation_context,
 )
+from ppgen.evaluate.routing import evaluation_options, routed
 
 __all__ = ["log_likelihood", "elbo", "pointwise_log_likelihood", "ROWS_PER_CHUNK"]
 
@@ -48,7 +50,7 @@ def log_likelihood(
     x: Any,
     guide: Any = None,
     *,
-    num_particles: int = 1000,
+    num_particles: int | None = None,
     batch_size: int | None = None,
     differentiable: bool = False,
     structure: Structure | None = None,
@@ -70,17 +72,24 @@ def log_likelihood(
             its observations in ``pyro.plate("data", x.shape[0])``.
         x: data ``[N, ...]`` (array-like; kept on its device).
         guide: ``guide(x, **kwargs)`` sampling every latent site (zoo models use their own).
-        num_particles: ``K``, the number of importance samples per datum.
-        batch_size: rows of ``x`` per chunk (default: as many as fit ``ROWS_PER_CHUNK``).
+        num_particles: ``K``, the number of importance samples per datum (default: what a
+            zoo model declares in ``evaluation_defaults``, else 1000).
+        batch_size: rows of ``x`` per chunk (default: the model's declaration, else as many
+            as fit ``ROWS_PER_CHUNK``).
         differentiable: keep the autograd graph (training the IWAE bound); otherwise the
             computation runs under ``torch.no_grad()``.
         structure: the program's structure, when the caller has it cached.
         check: validate ``x`` first (shape, finiteness, support). Training objectives pass
             ``False`` for batches of data the engine validated once up front.
-        **kwargs: passed to the programs; tensors with ``N`` rows are chunked with ``x``.
+        **kwargs: passed to the programs; tensors with ``N`` rows are chunked with ``x``. A
+            zoo model's are its declared conditioning inputs (e.g. ``y=labels``), checked by
+            its :attr:`~ppgen.GenerativeModel.conditions`.
 
     Returns:
         ``[N]`` log-likelihoods (nats), on ``x``'s device.
+
+    Energy-based zoo models are handed to the estimator registered for their kind (AIS, see
+    :mod:`ppgen.evaluate.routing`); implicit ones have no log-likelihood.
 
     Example:
         >>> import torch, pyro, pyro.distributions as dist
@@ -91,6 +100,11 @@ def log_likelihood(
         >>> log_likelihood(model, torch.zeros(3, 2)).shape
         torch.Size([3])
     """
+    options = evaluation_options(model, num_particles, batch_size)
+    estimator = routed(model, "log_likelihood")
+    if estimator is not None:
+        return estimator(model, x, **options, **kwargs)
+    num_particles, batch_size = options["num_particles"], options["batch_size"]
     program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
     K = num_particles if structure.latent else 1
@@ -215,7 +229,7 @@ def _setup(model, guide, x, kwargs, structure, given=None, check=True):
     if not check:
         return program, x, structure or _structure(program, guide, x, kwargs, given), True
     x = _prepare_data(program, x)
-    _prepare_labels(program, x, kwargs)
+    _prepare_conditions(program, x, kwargs)
     if structure is None:
         structure = _structure(program, guide, x, kwargs, given)
     checked = program.zoo is not None or check_supports(structure, x)
@@ -265,13 +279,14 @@ def _prepare_data(program: Program, x: Any) -> torch.Tensor:
     return x
 
 
-def _prepare_labels(program: Program, x: torch.Tensor, kwargs: dict[str, Any]) -> None:
-    """A class-conditional zoo model's labels (``kwargs[model.label_arg]``), checked in place
-    by the model's ``check_labels`` (one per row, in range; none for an unconditional one)."""
-    zoo = program.zoo
-    arg = getattr(zoo, "label_arg", None)
-    if arg is not None and kwargs.get(arg) is not None:
-        kwargs[arg] = zoo.check_labels(kwargs[arg], x.shape[0])
+def _prepare_conditions(program: Program, x: torch.Tensor, kwargs: dict[str, Any]) -> None:
+    """A zoo model's conditioning values (``kwargs``, e.g. ``y``), checked in place by its
+    declared :attr:`~ppgen.GenerativeModel.conditions`: every declared one given, one per
+    row and valid, nothing undeclared; put on ``x``'s device."""
+    if program.zoo is not None:
+        checked = program.zoo.conditions.check(kwargs, x.shape[0], device=x.device)
+        kwargs.clear()
+        kwargs.update(checked)
 
 
 def _refuse_global_latents(structure: Structure) -> None:
@@ -302,14 +317,7 @@ def _slices(n: int, rows: int) -> Iterator[slice]:
 def _chunks(x: torch.Tensor, kwargs: dict[str, Any], rows: int):
     n = x.shape[0]
     for sl in _slices(n, rows):
-        kb = {k: _slice_if_batched(v, n, sl) for k, v in kwargs.items()}
-        yield x[sl], kb
-
-
-def _slice_if_batched(value: Any, n: int, sl: slice) -> Any:
-    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
-        return value[sl]
-    return value
+        yield x[sl], take_rows(kwargs, sl, n)
 
 
 # ---------------------------------------------------------------------------- traces

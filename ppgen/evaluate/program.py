@@ -17,19 +17,16 @@ import torch
 from pyro import poutine
 from pyro.poutine.subsample_messenger import _Subsample
 
+from ppgen.conditions import take_rows
 from ppgen.errors import DataError, ImplicitModelError, ModelError
 from ppgen.evaluate.enumeration import enumerated_sites
+from ppgen.evaluate.routing import ROUTED_KINDS, SAMPLE_METRICS_HINT, refusal
 from ppgen.protocol import GenerativeModel, ModelKind
 
 __all__ = ["Program", "Structure", "resolve", "inspect_structure", "DATA_PLATE"]
 
 #: The plate every model program must put its data in.
 DATA_PLATE = "data"
-
-SAMPLE_METRICS_HINT = (
-    "implicit models (GANs) define no density: compare samples instead with sample-based "
-    "metrics (FID / KID, precision-recall, MMD, classifier two-sample tests)"
-)
 
 
 @dataclass
@@ -81,18 +78,14 @@ def resolve(model: Any, guide: Any = None) -> Program:
     """Turn a zoo model or a plain function (and an optional guide) into a :class:`Program`.
 
     Raises:
-        ImplicitModelError: the model is implicit (it has no density).
-        ModelError: the model is not callable, or is energy-based (unnormalised density).
+        ImplicitModelError: the model is implicit (it has no density): the entry points route
+            it to sample-based metrics instead (:mod:`ppgen.evaluate.routing`).
+        ModelError: the model is not callable, or is energy-based (unnormalised density: the
+            entry points route it to a registered AIS estimator instead).
     """
     if isinstance(model, GenerativeModel):
-        if model.kind == ModelKind.IMPLICIT:
-            raise ImplicitModelError(f"{type(model).__name__} is implicit; {SAMPLE_METRICS_HINT}")
-        if model.kind == ModelKind.ENERGY:
-            raise ModelError(
-                f"{type(model).__name__} is energy-based: its density is unnormalised, so "
-                "log-likelihoods need an estimate of the partition function (use the model's "
-                "own annealed-importance-sampling estimate) rather than the generic layer"
-            )
+        if model.kind in ROUTED_KINDS:
+            raise refusal(model)
         if guide is None and model.kind == ModelKind.LATENT:
             guide = model.guide
         return Program(model.model, guide, model)
@@ -127,7 +120,7 @@ def inspect_structure(
     # Given draws of local sites carry all N rows, so their trace needs all of x.
     rows = x.shape[0] if given else 1
     x1 = x[:rows]
-    kw1 = {k: v[:rows] if _is_batched(v, x) else v for k, v in kwargs.items()}
+    kw1 = take_rows(kwargs, slice(0, rows), x.shape[0])
     if given:
         program = Program(poutine.condition(program.model, data=given), program.guide, program)
     guide_tr, model_tr = _trace_once(program, x1, kw1)
@@ -155,10 +148,6 @@ def _in_data_plate(site: dict) -> bool:
 def _given_info(site: dict) -> tuple[int, bool]:
     batch_rank = site["value"].dim() - len(site["fn"].event_shape)
     return batch_rank, _in_data_plate(site)
-
-
-def _is_batched(value: Any, x: torch.Tensor) -> bool:
-    return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == x.shape[0]
 
 
 def _trace_once(program: Program, x1: torch.Tensor, kw1: dict[str, Any]):

@@ -337,5 +337,5 @@ def test_conditional_label_errors():
         ppgen.log_likelihood(plain, x, y=torch.zeros(3, dtype=torch.long))
     with pytest.raises(DataError, match="unconditional"):
         ppgen.fit(plain, x, labels=torch.zeros(3, dtype=torch.long), epochs=1, progress=False)
-    with pytest.raises(DataError, match="unconditional"):
+    with pytest.raises(ModelError, match="unconditional"):  # y is no declared option
         plain.sample(2, y=0)

@@ -90,18 +90,75 @@ def test_fit_user_csv_and_set_options(tmp_path):
     assert json.loads((out / "eval-val.json").read_text())["n"] == 9
 
 
-def test_class_conditional_run_evaluates_with_its_labels_and_samples_a_class(tmp_path, capsys):
-    out = tmp_path / "cmaf"
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    """A class-conditional (dequantised) MAF fitted for one epoch on the labelled digits."""
+    out = tmp_path_factory.mktemp("cli") / "cmaf"
     argv = ["fit", "maf", "--data", "digits", "--epochs", "1", "--out", str(out), "--set",
             "num_classes=10", "--set", "hidden_features=8", "--set", "num_layers=1"]
     assert main(argv) == 0
-    assert main(["evaluate", str(out), "--particles", "2"]) == 0
-    assert json.loads((out / "eval-test.json").read_text())["n"] == 447
+    return out
+
+
+def test_class_conditional_run_evaluates_with_its_labels_and_samples_a_class(
+    conditional, tmp_path
+):
+    assert main(["evaluate", str(conditional), "--particles", "2"]) == 0
+    assert json.loads((conditional / "eval-test.json").read_text())["n"] == 447
     npy = tmp_path / "threes.npy"
-    assert main(["sample", str(out), "-n", "4", "--label", "3", "--npy", str(npy),
+    assert main(["sample", str(conditional), "-n", "4", "--label", "3", "--npy", str(npy),
                  "--out", str(tmp_path / "g.png")]) == 0
     samples = np.load(npy)
     assert samples.shape == (4, 64) and samples.min() >= 0 and samples.max() <= 16
+
+
+def test_evaluate_reads_the_models_declared_particles(conditional, monkeypatch):
+    """Without --particles the model's ``evaluation_defaults`` decide (not a fixed 1000)."""
+    from ppgen.models import Dequantized
+
+    monkeypatch.setattr(Dequantized, "evaluation_defaults", {"num_particles": 3})
+    assert main(["evaluate", str(conditional), "--split", "val"]) == 0
+    assert json.loads((conditional / "eval-val.json").read_text())["num_particles"] == 3
+
+
+def test_score_takes_the_rows_labels(conditional, tmp_path, monkeypatch, capsys):
+    from ppgen.data import load_digits
+    from ppgen.models import Dequantized
+
+    monkeypatch.setattr(Dequantized, "evaluation_defaults", {"num_particles": 2})
+    digits = load_digits("categorical")
+    x, y = tmp_path / "x.npy", tmp_path / "y.csv"
+    np.save(x, digits.test[:12].numpy())
+    np.savetxt(y, digits.labels["test"][:12].numpy(), fmt="%d")
+    out = tmp_path / "scores.csv"
+    argv = ["score", str(conditional), "--data", str(x), "--out", str(out)]
+    assert main([*argv, "--labels", str(y)]) == 0  # --fpr on the run's labelled val split
+    assert len(out.read_text().splitlines()) == 13
+    assert main(argv) == 2
+    assert "pass --labels FILE" in capsys.readouterr().err
+    np.savetxt(y, np.full(12, 10), fmt="%d")
+    assert main([*argv, "--labels", str(y), "--threshold", "-100"]) == 2
+    assert "class range 0..9" in capsys.readouterr().err
+
+
+def test_sample_set_passes_declared_options_and_refuses_others(conditional, tmp_path, capsys):
+    npy = tmp_path / "s.npy"
+    argv = ["sample", str(conditional), "-n", "3", "--npy", str(npy), "--out",
+            str(tmp_path / "g.png")]
+    assert main([*argv, "--set", "y=7"]) == 0 and np.load(npy).shape == (3, 64)
+    assert main([*argv, "--set", "steps=10"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) steps; valid options: y (class label in 0..9)" in err
+
+
+def test_labels_for_an_unconditional_score_are_a_usage_error(fitted, tmp_path, capsys):
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, np.zeros((2, 64), dtype=int))
+    np.save(y, np.zeros(2, dtype=int))
+    argv = ["score", str(fitted), "--data", str(x), "--labels", str(y), "--out",
+            str(tmp_path / "s.csv"), "--threshold", "0"]
+    assert main(argv) == 2
+    assert "unconditional" in capsys.readouterr().err
 
 
 def test_label_for_an_unconditional_run_is_a_usage_error(fitted, capsys):
