@@ -300,6 +300,13 @@ class Dequantized(GenerativeModel):
             context = x.to(self._one.dtype) / (self.num_levels - 1)
             return pyro.sample("u", FlowDistribution(self.dequantizer, context))
 
+    def initialize(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """The wrapped density's data-dependent initialisation on uniformly dequantised
+        ``(x + u) / K`` of the first training batch ``x: [B, D]``."""
+        u = torch.rand(x.shape, dtype=self._one.dtype, device=x.device)
+        values = {} if y is None else {"y": y}
+        self.flow_model.initialize((x + u) / self.num_levels, **values)
+
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
         """Validate integer levels ``[N, D]`` in ``0..K-1`` (returned as ``long``)."""

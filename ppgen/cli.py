@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -87,6 +88,13 @@ def _add_fit(sub) -> None:
         metavar="KEY=VALUE",
         help="model constructor option, e.g. --set latent_dim=8 (JSON values)",
     )
+    p.add_argument("--optimizer", help="adam, adamw, sgd or rmsprop, or per-group settings as "
+                   'JSON, e.g. \'{"model": {"name": "adam", "betas": [0.9, 0.99]}}\'')
+    p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up (steps)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep a moving average of the weights (e.g. 0.999): validated and saved")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="precision of the networks in training steps (likelihoods stay fp32)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_common(p)
@@ -245,13 +253,33 @@ def _fit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, patience=args.patience, device=args.device,
         seed=args.seed, out_dir=args.out, resume=args.resume or None,
         progress=not args.no_progress, extra=extra, labels=_split_labels(model, data, "train"),
-        val_labels=_split_labels(model, data, "val"),
+        val_labels=_split_labels(model, data, "val"), optimizer=_optimizer(args.optimizer),
+        warmup_steps=args.warmup_steps, ema=args.ema, precision=args.precision,
     )
+    if not _cluster().is_main:  # under torchrun, rank 0 writes and reports
+        return 0
     metrics = _fit_metrics(model, history, time.perf_counter() - start, extra)
     _write_json(Path(args.out) / "metrics.json", metrics)
     print(f"trained {model.name} ({len(history)} epochs); best val loss "
           f"{_fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
     return 0
+
+
+def _cluster():
+    """The processes this command runs on (one, or those torchrun started)."""
+    from ppgen.engine.distributed import Cluster
+
+    return Cluster.from_env()
+
+
+def _optimizer(value: str | None) -> Any:
+    """``--optimizer``: a name, or per-group settings as a JSON object."""
+    if value is None or not value.lstrip().startswith("{"):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise _Usage(f"--optimizer is not valid JSON ({err.msg}): {value!r}") from None
 
 
 def _class_condition(model):
@@ -308,17 +336,23 @@ def _fit_metrics(model, history, seconds: float, extra: dict) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ppgen.devices import resolve_device
+    from ppgen.conditions import take_rows
     from ppgen.evaluate import nll_report
 
     model, extra = _load_run(args.dir)
-    device = resolve_device(args.device)
+    cluster = _cluster()  # under torchrun each rank scores a block of rows
+    device = cluster.device(args.device)
     data = _run_data(extra, args.dir)
     x = data.split(args.split).to(device)
     model.to(device).eval()
     kwargs = _label_kwargs(model, _split_labels(model, data, args.split))  # p(x | own label)
-    report = nll_report(model, x, num_particles=args.particles, batch_size=args.batch_size,
-                        **kwargs)
+    rows = cluster.block(len(x))
+    report = nll_report(model, x[rows], num_particles=args.particles,
+                        batch_size=args.batch_size, **take_rows(kwargs, rows))
+    means = {k: v for k, v in report.items() if k in ("nll", "elbo", "iwae", "bits_per_dim")}
+    report.update(cluster.weighted_mean(means, report["n"]))
+    if not cluster.is_main:
+        return 0
     report.update(model=model.name, split=args.split, data=extra.get("data"))
     _write_json(Path(args.dir) / f"eval-{args.split}.json", report)
     _print_report(report)
@@ -590,7 +624,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     prog = f"ppgen {args.command}"
     try:
-        return args.run(args)
+        code = args.run(args)
+        if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _cluster().close()  # the program started by torchrun leaves its group cleanly
+        return code
     except TrainingError as err:
         print(f"{prog}: training failed: {err}", file=sys.stderr)
         return EXIT_FAILURE

@@ -119,6 +119,39 @@ class Cluster:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def sync_state(self, module: nn.Module) -> None:
+        """Every parameter and buffer of ``module`` as rank 0 has it (models built before the
+        engine seeds start from different random weights on each rank)."""
+        if not self.active:
+            return
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor, src=0)
+
+    def block(self, n: int) -> slice:
+        """This rank's contiguous block of ``n`` rows (for sharded evaluation)."""
+        size = -(-n // self.world_size)
+        return slice(min(self.rank * size, n), min((self.rank + 1) * size, n))
+
+    def weighted_mean(self, values: dict[str, float], n: int) -> dict[str, float]:
+        """Means over all ranks' rows of per-rank means ``values`` of ``n`` rows each; ``n``
+        becomes the total."""
+        if not self.active:
+            return {**values, "n": n}
+        keys = list(values)
+        vector = torch.tensor([float(n), *(n * float(values[k]) for k in keys)],
+                              dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            vector = vector.cuda()
+        total = self.sum(vector).tolist()
+        return {"n": int(total[0]), **{k: total[i + 1] / total[0] for i, k in enumerate(keys)}}
+
+    def close(self) -> None:
+        """Wait for every rank, then leave the process group (at the end of a command)."""
+        if self.active and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def barrier(self) -> None:
         """Wait for every rank."""
         if self.active:

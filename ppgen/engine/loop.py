@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppgen.checkpoint import atomic_save, save_model
+from ppgen.conditions import take_rows
 from ppgen.engine.distributed import Cluster
 from ppgen.engine.ema import EMA
 from ppgen.engine.optim import Optimizers, group_specs
@@ -117,11 +118,11 @@ class Run:
         """Seed (``seed + rank``) and run the model's data-dependent initialisation on the
         first global batch, the same rows on every rank, before any step."""
         pyro.set_rng_seed(self.settings.seed + self.cluster.rank)
+        self.cluster.sync_state(self.bound)
         index = permutation(len(self.train), self.settings.seed, 1)[: self.settings.batch_size]
         index = index.to(self.device)
         with torch.random.fork_rng(devices=self._cuda_devices()), torch.no_grad():
-            self.model.initialize(self.train[index], **{k: v[index] for k, v in
-                                                        self.train_kwargs.items()})
+            self.model.initialize(self.train[index], **take_rows(self.train_kwargs, index))
         self.last_good = self.snapshot()
 
     def _cuda_devices(self) -> list[int]:
@@ -130,6 +131,7 @@ class Run:
     def rebuild(self) -> None:
         """The parameters changed (a network grew): new optimisers (old state carried over),
         weight average, autocast layers and data-parallel wrappers."""
+        self.cluster.sync_state(self.bound)
         self.optimizers.build(self.objective.param_groups(self.model))
         if self.ema is not None:
             self.ema.track(self.objective.ema_parameters(self.model))
@@ -198,7 +200,7 @@ class Run:
             local = self.cluster.shard(index)
             share = loss_share(self.objective, len(local), len(index), self.cluster.world_size)
             metrics = self.stepper.step(self.train[local],
-                                        {k: v[local] for k, v in self.train_kwargs.items()},
+                                        take_rows(self.train_kwargs, local),
                                         step, epoch, share)
             for name, value in metrics.items():
                 weighted = value * len(local)
@@ -224,11 +226,11 @@ class Run:
         val, kwargs = self.val, self.val_kwargs
         if self.cluster.active:
             rows = self.cluster.shard(torch.arange(len(val), device=self.device))
-            val, kwargs = val[rows], {k: v[rows] for k, v in kwargs.items()}
+            val, kwargs = val[rows], take_rows(kwargs, rows)
         total = torch.zeros((), device=self.device)
         size = self.settings.batch_size
         for i, chunk in enumerate(val.split(size)):
-            chunk_kwargs = {k: v[i * size : (i + 1) * size] for k, v in kwargs.items()}
+            chunk_kwargs = take_rows(kwargs, slice(i * size, (i + 1) * size))
             losses = self.objective.validation_loss(self.model, chunk, **chunk_kwargs)
             if losses.shape != (len(chunk),):
                 raise TrainingError(
