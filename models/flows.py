@@ -49,6 +49,7 @@ from ppgen.data.validate import validate, value_range
 from ppgen.distributions.flow import FlowDistribution
 from ppgen.distributions.transforms import LogitTransform, alternating_mask
 from ppgen.errors import DataError, ModelError
+from ppgen.models import splines
 from ppgen.models.autoregressive import training_step
 from ppgen.models.dequantization import Dequantized
 from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
@@ -83,15 +84,44 @@ class ActNorm(transforms.ActNorm):
     evaluation layer's one-row structure trace (no gradients): its standard deviation is
     NaN. Here initialisation waits for a :func:`~ppgen.models.autoregressive.training_step`.
     Works on ``[N, D]`` and ``[N, C, H, W]`` inputs. Paper: Kingma & Dhariwal, 2018.
+
+    Whether the layer is initialised is the Python flag :attr:`is_initialized`, so a step never
+    reads a device tensor (``bool(buffer)`` makes the host wait for the device, once per layer
+    per step). The state stays in the ``state_dict`` under nflows' key ``initialized``: a
+    buffer written on its own device (nflows swaps in a CPU tensor), from which loading a
+    state dict sets the flag, so checkpoints restore it exactly, old ones included.
+
+    Attributes:
+        is_initialized: whether the scale and shift have been set from data.
     """
 
+    def __init__(self, features: int) -> None:
+        super().__init__(features)
+        self.is_initialized = False
+
     def forward(self, inputs: torch.Tensor, context: Any = None):
-        if training_step(self) and inputs.shape[0] > 1 and not bool(self.initialized):
+        if training_step(self) and inputs.shape[0] > 1 and not self.is_initialized:
             self._initialize(inputs)
         scale, shift = self._broadcastable_scale_shift(inputs)
         pixels = inputs.shape[2] * inputs.shape[3] if inputs.dim() == 4 else 1
         logabsdet = pixels * self.log_scale.sum() * inputs.new_ones(inputs.shape[0])
         return scale * inputs + shift, logabsdet
+
+    @torch.no_grad()
+    def _initialize(self, inputs: torch.Tensor) -> None:
+        """Zero mean and unit variance per feature (channel) after the layer, as in nflows."""
+        if inputs.dim() == 4:
+            inputs = inputs.permute(0, 2, 3, 1).reshape(-1, inputs.shape[1])
+        std = inputs.std(dim=0)
+        self.log_scale.copy_(-torch.log(std))
+        self.shift.copy_(-(inputs / std).mean(dim=0))
+        self.initialized.fill_(True)
+        self.is_initialized = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not self.initialized.is_meta:  # a meta module keeps no values to read
+            self.is_initialized = bool(self.initialized)  # once per load, not per step
 
 
 class BatchNorm(transforms.BatchNorm):
@@ -263,6 +293,24 @@ class FlowModel(DistributionModel, register=False):
             if y is None:
                 fn = fn.expand([n])
             return pyro.sample(self.data_site, fn, obs=x)
+
+    def initialize(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """ActNorm layers take the statistics of this first training batch (Kingma &
+        Dhariwal, 2018): one training-mode pass of ``log p(x | y)``, run by the engine on the
+        same rows on every process. Nothing happens when every ActNorm is initialised (a
+        resumed or already trained flow) or there is none.
+
+        Args:
+            x: the first training batch ``[B, D]``.
+            y: its labels ``[B]`` for a class-conditional flow.
+        """
+        if not any(isinstance(m, ActNorm) and not m.is_initialized for m in self.modules()):
+            return
+        mode = self.training
+        self.train()
+        with torch.enable_grad():  # ActNorm initialises in a training step only
+            self.distribution(y).log_prob(x)
+        self.train(mode)
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
@@ -470,7 +518,9 @@ class NSF(FlowModel):
     of the previous dimensions (``"autoregressive"``,
     ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform``; ``D`` passes to sample).
     Coupling layers alternate their masks; a random (or reversing) permutation separates
-    layers.
+    layers. Both transforms are nflows' with the mask-free spline of
+    :mod:`ppgen.models.splines` (the same function, parameters and ``state_dict`` keys, and
+    no host synchronisation in a training step).
 
     Paper: Durkan, Bekasov, Murray & Papamakarios, 2019, "Neural Spline Flows" (NeurIPS,
     arXiv:1906.04032).
@@ -557,10 +607,10 @@ class NSF(FlowModel):
     def _spline(self, i: int) -> Transform:
         spline = {"num_bins": self.num_bins, "tails": "linear", "tail_bound": self.tail_bound}
         if self.transform == "coupling":
-            return transforms.PiecewiseRationalQuadraticCouplingTransform(
+            return splines.PiecewiseRationalQuadraticCouplingTransform(
                 alternating_mask(self.num_dims, i), self._coupling_net(), **spline
             )
-        return transforms.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+        return splines.MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
             self.num_dims,
             self.hidden_features,
             context_features=self.context_features,

@@ -58,7 +58,13 @@ if TYPE_CHECKING:
     from ppgen.data import DataInfo
     from ppgen.protocol import GenerativeModel
 
-__all__ = ["Glow", "Unflatten", "LabelConvResidualNet", "class_conditional_prior"]
+__all__ = [
+    "Glow",
+    "Unflatten",
+    "OneByOneConvolution",
+    "LabelConvResidualNet",
+    "class_conditional_prior",
+]
 
 
 class Unflatten(Transform):
@@ -89,6 +95,51 @@ class LabelConvResidualNet(ConvResidualNet):
         if context is not None:
             context = context[:, :, None, None].expand(-1, -1, *inputs.shape[2:])
         return super().forward(inputs, context)
+
+
+class OneByOneConvolution(transforms.OneByOneConvolution):
+    """nflows' invertible 1x1 convolution (LU-parameterised, fixed channel permutation) whose
+    LU positions are device tensors.
+
+    nflows keeps the positions of the entries of ``L`` and ``U`` as NumPy index arrays, so
+    every step copies them from the host to the device before writing the entries. Here they
+    are non-persistent buffers that move with the module: the same parameters, the same
+    ``state_dict`` keys and the same numbers.
+
+    Args:
+        num_channels: ``C``.
+        using_cache: nflows' weight cache in evaluation mode.
+        identity_init: start as the identity (after the permutation).
+    """
+
+    def __init__(
+        self, num_channels: int, using_cache: bool = False, identity_init: bool = True
+    ) -> None:
+        super().__init__(num_channels, using_cache, identity_init)
+        c = num_channels
+        self.register_buffer("_lower_index", torch.tril_indices(c, c, -1), persistent=False)
+        self.register_buffer("_upper_index", torch.triu_indices(c, c, 1), persistent=False)
+        self.register_buffer("_diag_index", torch.arange(c), persistent=False)
+
+    def _create_lower_upper(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, U)``: unit lower-triangular ``L`` and upper-triangular ``U``, ``[C, C]``."""
+        diag = self._diag_index
+        lower = self.lower_entries.new_zeros(self.features, self.features)
+        lower[self._lower_index[0], self._lower_index[1]] = self.lower_entries
+        lower[diag, diag] = 1.0
+        upper = self.upper_entries.new_zeros(self.features, self.features)
+        upper[self._upper_index[0], self._upper_index[1]] = self.upper_entries
+        upper[diag, diag] = self.upper_diag
+        return lower, upper
+
+    def weight_inverse(self) -> torch.Tensor:
+        """``(L U)^-1`` (nflows' evaluation cache), built on the parameters' device."""
+        lower, upper = self._create_lower_upper()
+        identity = torch.eye(self.features, dtype=lower.dtype, device=lower.device)
+        lower_inverse = torch.linalg.solve_triangular(
+            lower, identity, upper=False, unitriangular=True
+        )
+        return torch.linalg.solve_triangular(upper, lower_inverse, upper=True)
 
 
 def class_conditional_prior(num_dims: int, num_classes: int) -> ConditionalDiagonalNormal:
@@ -184,7 +235,7 @@ class Glow(FlowModel):
             mask = (torch.arange(channels) >= channels // 2) == (i % 2 == 0)
             steps += [
                 ActNorm(channels),
-                transforms.OneByOneConvolution(channels),
+                OneByOneConvolution(channels),
                 transforms.AffineCouplingTransform(mask.to(torch.uint8), self._conv_net),
             ]
         return steps

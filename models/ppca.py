@@ -90,7 +90,7 @@ class PPCA(GenerativeModel):
         n = x.shape[0] if x is not None else (num_samples or 1)
         zeros = self.loc.new_zeros(self.num_latent)
         with pyro.plate("data", n, device=self.loc.device):
-            z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            z = pyro.sample("z", dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
             mean = z @ self.weight.T + self.loc
             scale = self.variance().sqrt().expand(mean.shape)
             return pyro.sample("x", dist.Normal(mean, scale).to_event(1), obs=x)
@@ -104,17 +104,19 @@ class PPCA(GenerativeModel):
     def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
         """``p(z | x)``: batch ``[N]``, event ``[L]``."""
         var = self.variance()
-        M = self.weight.T @ self.weight + var * torch.eye(self.num_latent, device=x.device)
-        chol = torch.linalg.cholesky(M)
+        M = self.weight.T @ self.weight + var * self._eye(self.num_latent)
+        chol = _cholesky(M)
         mean = torch.cholesky_solve(((x - self.loc) @ self.weight).T, chol).T
         cov = var * torch.cholesky_inverse(chol)
-        return dist.MultivariateNormal(mean, covariance_matrix=cov)
+        return dist.MultivariateNormal(mean, scale_tril=_cholesky(cov))
 
     def marginal(self) -> dist.MultivariateNormal:
         """``p(x) = N(mu, W W^T + sigma^2 I)``: batch ``[]``, event ``[D]``."""
-        eye = torch.eye(self.num_dims, device=self.loc.device)
-        cov = self.weight @ self.weight.T + self.variance() * eye
-        return dist.MultivariateNormal(self.loc, cov)
+        cov = self.weight @ self.weight.T + self.variance() * self._eye(self.num_dims)
+        return dist.MultivariateNormal(self.loc, scale_tril=_cholesky(cov))
+
+    def _eye(self, n: int) -> torch.Tensor:
+        return torch.eye(n, dtype=self.loc.dtype, device=self.loc.device)
 
     # ----------------------------------------------------------------- closed form
     @torch.no_grad()
@@ -170,6 +172,13 @@ class PPCA(GenerativeModel):
                 "flatten the data to [N, D] first"
             )
         return cls(info.num_dims, **kwargs)
+
+
+def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
+    """The Cholesky factor of a covariance that is positive definite by construction (its noise
+    variance is floored at ``min_variance > 0``): ``torch.linalg.cholesky`` would check that on
+    the host, a host synchronisation per call on a GPU."""
+    return torch.linalg.cholesky_ex(matrix).L
 
 
 def _check_latent(latent_dim: Any, num_dims: int) -> int:
