@@ -10,13 +10,15 @@ raise on meta but wait for the device on CUDA; :class:`HostData` makes them rais
 step as well.
 
 Each case builds a small zoo model, moves it to ``meta``, sets it up (data-dependent
-initialisation and a first loss), then runs one training loss on a meta batch under
-:class:`HostData` and back-propagates. The set-up runs with Pyro's validation off: in training
-the engine validates the data once up front, the evaluation layer's structure probe (one trace
-of one row, remembered on the model) and ``model.initialize`` run once per run, and those
-one-time host reads are not the step's. The step itself runs as training runs it, with Pyro's
-default validation: the objectives pass ``check=False`` and the evaluation layer switches
-argument validation off for the step (:func:`ppgen.evaluate.program.validation_context`).
+initialisation and a first step), then runs one step of the training engine on a meta batch
+under :class:`HostData`: ``zero_grad``, the bound loss module's forward, ``backward``, gradient
+clipping, the Adam step and the weight average (:class:`ppgen.engine.step.Stepper`). The set-up
+runs with Pyro's validation off: in training the engine validates the data once up front, the
+evaluation layer's structure probe (one trace of one row, remembered on the model) and
+``model.initialize`` run once per run, and those one-time host reads are not the step's. The
+step itself runs as training runs it, with Pyro's default validation: the objectives pass
+``check=False`` and the evaluation layer switches argument validation off for the step
+(:func:`ppgen.evaluate.program.validation_context`).
 
 Every registered zoo model has a case (:func:`test_every_registered_model_is_covered`); each
 kind of offender (:func:`test_an_offender_raises`), nflows' spline and the nflows layers the zoo
@@ -40,6 +42,11 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import ppgen.models as zoo
+from ppgen.engine.distributed import Cluster
+from ppgen.engine.ema import EMA
+from ppgen.engine.optim import Optimizers, group_specs
+from ppgen.engine.precision import Precision
+from ppgen.engine.step import Stepper
 from ppgen.inference import make_objective
 from ppgen.protocol import registered_models
 
@@ -47,17 +54,28 @@ META = torch.device("meta")
 BATCH = 5
 
 
-def _training_loss(
-    model: nn.Module, batch: torch.Tensor, objective: str | None = None, **kwargs: Any
-) -> torch.Tensor:
-    """The training loss of ``model`` on ``batch``: its default objective with its defaults, or
-    ``objective`` (for a model fitted in closed form). The one place that knows the engine API.
+def _engine_step(
+    model: nn.Module, objective: str | None = None
+) -> Callable[..., dict[str, torch.Tensor]]:
+    """One step of the training engine for ``model`` (:class:`ppgen.engine.step.Stepper`:
+    zero_grad, the bound loss module's forward, backward, clipping, the Adam step and the
+    weight average) with its default objective, or ``objective`` for a model fitted in closed
+    form. Returns ``step(batch, **kwargs) -> metrics``. The one place that knows the engine API.
     """
     if objective is None:
-        objective = make_objective(model.default_objective, **model.objective_defaults)
+        made = make_objective(model.default_objective, **model.objective_defaults)
     else:
-        objective = make_objective(objective)
-    return objective.loss(model, batch, **kwargs)
+        made = make_objective(objective)
+    groups = made.param_groups(model)
+    optimizers = Optimizers(group_specs(groups, "adam", 1e-3, 0.0, None, 0, 1.0))
+    optimizers.build(groups)
+    ema = EMA(0.99, made.ema_parameters(model))
+    stepper = Stepper(made(model), optimizers, Cluster(), Precision("fp32", META), ema)
+
+    def step(batch: torch.Tensor, **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return stepper.step(batch, kwargs, step=0, epoch=1, share=1.0)
+
+    return step
 
 
 # =========================================================================== host data
@@ -228,25 +246,27 @@ CASES: dict[str, Case] = {
 }
 
 
-def _meta_step_inputs(case: Case) -> tuple[nn.Module, torch.Tensor, dict[str, torch.Tensor]]:
-    """The model on meta, set up as training sets it up, with a meta batch (and labels)."""
+def _meta_step_inputs(case: Case) -> tuple[nn.Module, Callable, torch.Tensor, dict]:
+    """The model on meta, set up as training sets it up (its initialisation, a first step),
+    its engine step, and a meta batch (and labels)."""
     torch.manual_seed(0)
     model = case.build().to(META).train()
     dtype = torch.long if case.data == "levels" else torch.float32
     x = torch.empty(BATCH, *model.event_shape, dtype=dtype, device=META)
     kwargs = {"y": torch.empty(BATCH, dtype=torch.long, device=META)} if case.conditional else {}
+    step = _engine_step(model, case.objective)
     with pyro.validation_enabled(False):  # the one-time set-up (see the module docstring)
         model.initialize(x, **kwargs)
-        _training_loss(model, x, case.objective, **kwargs)
-    return model, x, kwargs
+        step(x, **kwargs)
+    return model, step, x, kwargs
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_training_step_runs_on_meta(name: str) -> None:
-    model, x, kwargs = _meta_step_inputs(CASES[name])
+    model, step, x, kwargs = _meta_step_inputs(CASES[name])
     with HostData(), pyro.validation_enabled(True):  # Pyro's default: the step turns it off
-        loss = _training_loss(model, x, CASES[name].objective, **kwargs)
-        loss.backward()
+        metrics = step(x, **kwargs)
+    loss = metrics["loss"]
     assert loss.device == META and loss.shape == ()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
