@@ -80,7 +80,7 @@ def fit(
     from ppgen.engine import train as run_engine
     from ppgen.inference import make_objective
 
-    if objective is None:
+    if name == model.default_objective:  # named or not, the model's recipe applies
         objective_options = {**model.objective_defaults, **(objective_options or {})}
     made = make_objective(name, **(objective_options or {}))
     if train_kwargs:

@@ -236,12 +236,15 @@ def _print_models(models: dict) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    import pyro
+
     import ppgen
     from ppgen.data import load_data
     from ppgen.protocol import model_class
 
     cls = model_class(args.model)
     data = load_data(args.data, args.representation, seed=args.seed)
+    pyro.set_rng_seed(args.seed)  # the initial weights too: same command + seed, same files
     model = cls.for_data(data.info, **_parse_sets(args.set))
     representation = args.representation or data.info.representation or None
     spec = {"spec": str(args.data), "representation": representation, "seed": args.seed}
