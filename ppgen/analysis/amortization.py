@@ -199,7 +199,7 @@ def amortization_gap(
                                      num_steps, lr, optim_particles)
         idata = posterior(program.model, x, method="nuts", num_samples=num_samples,
                           num_warmup=num_warmup, num_chains=num_chains, seed=seed,
-                          **(mcmc_options or {}), **kwargs)
+                          model_kwargs=kwargs, **(mcmc_options or {}))
         nuts = _nuts_draws(idata, site, x.shape[0])
         bounds = _bounds(program, x, kwargs, site, structure, amortized, q_star, nuts,
                          num_particles)

@@ -22,7 +22,7 @@ __all__ = ["site_dims", "make_inference_data", "GROUPS"]
 #: The groups ``posterior`` fills, in ArviZ's order.
 GROUPS = (
     "posterior", "sample_stats", "log_likelihood", "posterior_predictive",
-    "prior", "prior_predictive", "observed_data",
+    "prior", "prior_predictive", "observed_data", "constant_data",
 )
 
 
@@ -57,7 +57,7 @@ def make_inference_data(
 
     Args:
         groups: ``{group: {var: array}}``; posterior-like groups are ``[C, D, *shape]``,
-            ``observed_data`` is ``[*shape]``.
+            ``observed_data`` and ``constant_data`` are ``[*shape]``.
         dims: ``{var: [dim, ...]}`` (without ``chain``/``draw``).
         coords: ``{dim: values}``.
         attrs: written on every group.

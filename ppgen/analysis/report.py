@@ -14,11 +14,16 @@ from typing import Any
 import arviz as az
 import numpy as np
 
-__all__ = ["Diagnostics", "diagnostics", "report", "RHAT_MAX", "ESS_PER_CHAIN", "PARETO_K_MAX"]
+__all__ = [
+    "Diagnostics", "diagnostics", "report", "RHAT_MAX", "ESS_PER_CHAIN", "PARETO_K_MAX",
+    "MAX_LISTED",
+]
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 PARETO_K_MAX = 0.7
+#: Parameters (or data points) a warning names, worst first; it counts the rest.
+MAX_LISTED = 10
 
 
 @dataclass
@@ -101,18 +106,34 @@ def _mixing(d: Diagnostics) -> list[str]:
     if d.num_chains < 2:
         out.append("  warning: R-hat needs at least 2 chains; run --chains 4.")
     elif rhat is not None and np.nanmax(rhat.to_numpy()) > RHAT_MAX:
-        bad = ", ".join(rhat[rhat > RHAT_MAX].index[:5])
+        bad = _worst(_items(rhat[rhat > RHAT_MAX]), "{:.3f}", largest=True)
         out.append(f"  warning: R-hat > {RHAT_MAX} for {bad}: the chains disagree, so they "
                    "have not converged. Run longer warm-up and more draws; if it persists, "
                    "reparameterise (e.g. non-centred hierarchies) or tighten the priors.")
     need = ESS_PER_CHAIN * d.num_chains
     for col, what in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
         if col in d.summary and np.nanmin(d.summary[col].to_numpy()) < need:
-            bad = ", ".join(d.summary.index[d.summary[col] < need][:5])
+            bad = _worst(_items(d.summary[col][d.summary[col] < need]), "{:.0f}",
+                         largest=False)
             out.append(f"  warning: {what} ESS < {need} for {bad}: too few effective draws for "
                        f"reliable {'means' if what == 'bulk' else 'intervals'}. Draw more "
                        "samples or reparameterise to reduce autocorrelation.")
     return out
+
+
+def _items(column: Any) -> list[tuple[str, float]]:
+    """``(parameter, value)`` pairs of a summary column."""
+    return [(str(name), float(v)) for name, v in column.items()]
+
+
+def _worst(items: list[tuple[Any, float]], fmt: str, largest: bool,
+           what: str = "parameter(s)") -> str:
+    """``"3 parameter(s), worst first: b (1.2), a (1.05) and 1 more"``: every name that needs
+    attention, by severity, the first :data:`MAX_LISTED` with their values."""
+    ranked = sorted(items, key=lambda item: -item[1] if largest else item[1])
+    named = ", ".join(f"{name} ({fmt.format(v)})" for name, v in ranked[:MAX_LISTED])
+    more = len(ranked) - MAX_LISTED
+    return f"{len(ranked)} {what}, worst first: {named}" + (f" and {more} more" if more > 0 else "")
 
 
 def _divergence(d: Diagnostics) -> list[str]:
@@ -128,11 +149,11 @@ def _divergence(d: Diagnostics) -> list[str]:
 def _pareto(d: Diagnostics) -> list[str]:
     if d.pareto_k.size == 0:
         return []
-    bad = np.flatnonzero(d.pareto_k > PARETO_K_MAX)
-    if bad.size == 0:
+    bad = [(i, float(k)) for i, k in enumerate(d.pareto_k) if k > PARETO_K_MAX]
+    if not bad:
         return []
-    idx = ", ".join(str(i) for i in bad[:10])
-    return [f"  warning: Pareto k > {PARETO_K_MAX} for {bad.size} data point(s) (index {idx}; "
-            f"max k = {d.pareto_k.max():.2f}): PSIS-LOO is unreliable there, and those points "
-            "are highly influential — often outliers. Check them; consider a heavier-tailed "
-            "likelihood (Student-t), or exact leave-one-out refits for those points."]
+    points = _worst(bad, "k = {:.2f}", largest=True, what="data point(s) (by index)")
+    return [f"  warning: Pareto k > {PARETO_K_MAX} for {points}: PSIS-LOO is unreliable "
+            "there, and those points are highly influential — often outliers. Check them; "
+            "consider a heavier-tailed likelihood (Student-t), or exact leave-one-out refits "
+            "for those points."]

@@ -2,7 +2,8 @@
 
 One trace per draw: slower than a vectorised ``Predictive`` but correct for any program,
 including ones that are not written to broadcast over an extra batch dimension. Observed
-sites are resampled (``poutine.uncondition``) rather than returned as the data.
+sites are resampled (``poutine.uncondition``) rather than returned as the data, except the
+``fixed`` ones: globals the program is conditioned on (``pyro.condition``) keep their values.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def sample_sites(trace) -> tuple[list[str], list[str]]:
     return latent, observed
 
 
-def prior_draws(model, args, kwargs, num: int, seed: int) -> dict[str, np.ndarray]:
-    """``{site: [num, *shape]}`` for every sample site, observed ones simulated."""
-    free = poutine.uncondition(model)
+def prior_draws(model, args, kwargs, num: int, seed: int,
+                fixed: dict[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
+    """``{site: [num, *shape]}`` for every sample site, observed ones simulated (but the
+    ``fixed`` ones)."""
+    free = _free(model, fixed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         traces = [trace_program(free, args, kwargs) for _ in range(num)]
@@ -48,14 +51,16 @@ def prior_draws(model, args, kwargs, num: int, seed: int) -> dict[str, np.ndarra
 
 
 def predictive_draws(model, args, kwargs, samples: dict[str, torch.Tensor],
-                     names: list[str], seed: int) -> dict[str, np.ndarray]:
+                     names: list[str], seed: int,
+                     fixed: dict[str, torch.Tensor] | None = None) -> dict[str, np.ndarray]:
     """``{site: [S, *shape]}`` of the sites ``names``, one simulation per posterior draw.
 
     Args:
         samples: ``{latent site: [S, *shape]}`` posterior draws.
+        fixed: ``{site: value}`` of observed sites that keep their values.
     """
     S = next(iter(samples.values())).shape[0]
-    free = poutine.uncondition(model)
+    free = _free(model, fixed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         traces = [
@@ -64,6 +69,12 @@ def predictive_draws(model, args, kwargs, samples: dict[str, torch.Tensor],
             for s in range(S)
         ]
     return {k: v for k, v in _stack(traces).items() if k in names}
+
+
+def _free(model, fixed: dict[str, torch.Tensor] | None):
+    """``model`` with its observed sites simulated, the ``fixed`` ones kept."""
+    free = poutine.uncondition(model)
+    return poutine.condition(free, data=fixed) if fixed else free
 
 
 def _stack(traces) -> dict[str, np.ndarray]:

@@ -7,13 +7,21 @@ chunks so that ``K x chunk`` stays within a fixed number of rows, and nothing in
 synchronises with the host. Discrete sites marked for enumeration (``@config_enumerate``) are
 summed out exactly instead of sampled (:mod:`ppgen.evaluate.enumeration`); programs without
 them take the plain path, with no extra trace.
+
+A user's program that cannot be cut into rows (a non-amortised guide with per-datum
+parameters ``pyro.param("loc", torch.zeros(N, k))``, covariates of ``N`` rows closed over) runs
+on all the data and its particles (or posterior draws) are chunked instead; one whose
+``"data"`` plate subsamples (``pyro.plate("data", N, subsample_size=B) as idx``, Pyro's
+convention) gets all the data and the plate's indices from ppgen, ``B`` at a time, unscaled
+(:class:`~ppgen.evaluate.program.Layout`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -21,18 +29,20 @@ import torch
 from pyro import poutine
 from torch.distributions import kl_divergence
 
-from ppgen.conditions import take_rows
 from ppgen.data.validate import as_tensor
 from ppgen.errors import DataError, ModelError
+from ppgen.evaluate.chunks import Chunk, chunk_rows, chunks, slices, take
 from ppgen.evaluate.enumeration import contract_sites, enumerate_program
 from ppgen.evaluate.program import (
     DATA_PLATE,
+    Layout,
     Program,
     Structure,
     batch_dims_message,
     check_supports,
     inspect_structure,
     resolve,
+    runs_on_rows,
     validation_context,
 )
 from ppgen.evaluate.routing import evaluation_options, routed
@@ -75,7 +85,8 @@ def log_likelihood(
         num_particles: ``K``, the number of importance samples per datum (default: what a
             zoo model declares in ``evaluation_defaults``, else 1000).
         batch_size: rows of ``x`` per chunk (default: the model's declaration, else as many
-            as fit ``ROWS_PER_CHUNK``).
+            as fit ``ROWS_PER_CHUNK``); a program that runs only on all rows, or subsamples
+            its plate, sets its own.
         differentiable: keep the autograd graph (training the IWAE bound); otherwise the
             computation runs under ``torch.no_grad()``.
         structure: the program's structure, when the caller has it cached.
@@ -114,11 +125,12 @@ def log_likelihood(
             "train with the ELBO (which handles discrete sites by score-function gradients)"
         )
     rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
+    rows = chunk_rows(structure, x, rows)
     pchunk = max(1, min(K, ROWS_PER_CHUNK // rows))
     with _grad(differentiable), validation_context(checked):
         parts = [
-            _iw_chunk(program, structure, xb, kb, K, pchunk)
-            for xb, kb in _chunks(x, kwargs, rows)
+            _iw_chunk(program, structure, chunk, K, pchunk)
+            for chunk in chunks(structure, x, kwargs, rows)
         ]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -168,10 +180,12 @@ def elbo(
         )
     K = num_particles
     rows = batch_size or (x.shape[0] if differentiable else max(1, ROWS_PER_CHUNK // K))
+    rows = chunk_rows(structure, x, rows)
+    pchunk = K if differentiable else max(1, min(K, ROWS_PER_CHUNK // rows))
     with _grad(differentiable), validation_context(checked):
         parts = [
-            _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable)
-            for xb, kb in _chunks(x, kwargs, rows)
+            _elbo_chunk(program, structure, chunk, K, pchunk, analytic_kl, differentiable)
+            for chunk in chunks(structure, x, kwargs, rows)
         ]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -213,10 +227,16 @@ def pointwise_log_likelihood(
     first = {k: v[0] for k, v in posterior_samples.items()}
     program, x, structure, checked = _setup(model, None, x, kwargs, None, given=first)
     rows = batch_size or max(1, ROWS_PER_CHUNK // S)
+    if structure.layout is Layout.WHOLE and rows < x.shape[0] and \
+            runs_on_rows(program, x, kwargs, first, structure):
+        structure = dataclasses.replace(structure, layout=Layout.ROWS)
+    rows = chunk_rows(structure, x, rows)
+    per = max(1, min(S, ROWS_PER_CHUNK // rows))  # draws at once: all, unless rows are few
     with torch.no_grad(), validation_context(checked):
         parts = [
-            _pointwise_chunk(program, structure, xb, kb, posterior_samples, sl)
-            for (xb, kb), sl in zip(_chunks(x, kwargs, rows), _slices(x.shape[0], rows))
+            torch.cat([_pointwise_chunk(program, structure, chunk, _draws(posterior_samples, d))
+                       for d in slices(S, per)])
+            for chunk in chunks(structure, x, kwargs, rows)
         ]
     return torch.cat(parts, dim=1)
 
@@ -309,15 +329,10 @@ def _num_draws(samples: dict[str, torch.Tensor]) -> int:
     return sizes.pop()
 
 
-def _slices(n: int, rows: int) -> Iterator[slice]:
-    for start in range(0, n, rows):
-        yield slice(start, min(n, start + rows))
-
-
-def _chunks(x: torch.Tensor, kwargs: dict[str, Any], rows: int):
-    n = x.shape[0]
-    for sl in _slices(n, rows):
-        yield x[sl], take_rows(kwargs, sl, n)
+def _draws(samples: dict[str, torch.Tensor], sl: slice) -> dict[str, torch.Tensor]:
+    if sl.start == 0 and sl.stop == _num_draws(samples):
+        return samples
+    return {k: v[sl] for k, v in samples.items()}
 
 
 # ---------------------------------------------------------------------------- traces
@@ -334,14 +349,16 @@ def _vectorized(fn: Callable, K: int, structure: Structure, device: torch.device
     return wrapped
 
 
-def _traces(program: Program, structure: Structure, xb, kb, K: int):
+def _traces(program: Program, structure: Structure, chunk: Chunk, K: int):
+    xb, kb = chunk.x, chunk.kwargs
     guide_tr = None
     if program.guide is not None and structure.latent:
         guide = _vectorized(program.guide, K, structure, xb.device)
-        guide_tr = poutine.trace(guide).get_trace(xb, **kb)
+        guide_tr = poutine.trace(chunk.program(guide, structure)).get_trace(xb, **kb)
     model = _vectorized(program.model, K, structure, xb.device)
     if structure.enumerated:  # enumeration dims go left of the particle plate
         model = enumerate_program(model, structure.nesting + 1)
+    model = chunk.program(model, structure)
     if guide_tr is not None:
         model = poutine.replay(model, trace=guide_tr)
     model_tr = poutine.trace(model).get_trace(xb, **kb)
@@ -403,25 +420,21 @@ def _scaled(lp: torch.Tensor, site: dict) -> torch.Tensor:
 # ---------------------------------------------------------------------------- chunks
 
 
-def _iw_chunk(program, structure, xb, kb, K: int, pchunk: int) -> torch.Tensor:
-    n = xb.shape[0]
+def _iw_chunk(program, structure, chunk: Chunk, K: int, pchunk: int) -> torch.Tensor:
     if K == 1:  # exact (no latent sites) or a single particle: nothing to average
-        return _log_weights(program, structure, xb, kb, 1, n)[0]
-    parts = [
-        _log_weights(program, structure, xb, kb, k, n)
-        for k in _particle_sizes(K, pchunk)
-    ]
+        return chunk.kept(_log_weights(program, structure, chunk, 1)[0])
+    parts = [_log_weights(program, structure, chunk, k) for k in _particle_sizes(K, pchunk)]
     log_w = torch.cat(parts, dim=0)
-    return torch.logsumexp(log_w, dim=0) - math.log(K)
+    return chunk.kept(torch.logsumexp(log_w, dim=0) - math.log(K))
 
 
 def _particle_sizes(K: int, pchunk: int) -> list[int]:
     return [min(pchunk, K - start) for start in range(0, K, pchunk)]
 
 
-def _log_weights(program, structure, xb, kb, K: int, n: int) -> torch.Tensor:
-    guide_tr, model_tr = _traces(program, structure, xb, kb, K)
-    return _log_weights_of(model_tr, guide_tr, structure, K, n)
+def _log_weights(program, structure, chunk: Chunk, K: int) -> torch.Tensor:
+    guide_tr, model_tr = _traces(program, structure, chunk, K)
+    return _log_weights_of(model_tr, guide_tr, structure, K, chunk.width)
 
 
 def _log_weights_of(model_tr, guide_tr, structure, K: int, n: int) -> torch.Tensor:
@@ -429,12 +442,25 @@ def _log_weights_of(model_tr, guide_tr, structure, K: int, n: int) -> torch.Tens
     log_p = _joint_sum(model_tr, structure.observed + structure.latent, structure, K, n)
     if not structure.latent:
         return log_p
-    return log_p - _site_sum(guide_tr, structure.latent, structure, K, n)
+    return log_p - _site_sum(guide_tr, structure.latent + structure.auxiliary, structure, K, n)
 
 
-def _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable) -> torch.Tensor:
-    n = xb.shape[0]
-    guide_tr, model_tr = _traces(program, structure, xb, kb, K)
+def _elbo_chunk(program, structure, chunk: Chunk, K: int, pchunk: int, analytic_kl,
+                differentiable) -> torch.Tensor:
+    sizes = _particle_sizes(K, pchunk)
+    if len(sizes) == 1:
+        value = _elbo_values(program, structure, chunk, K, analytic_kl, differentiable).mean(0)
+    else:  # particles in parts (a whole-data program): their sum over all parts, / K
+        value = sum(_elbo_values(program, structure, chunk, k, analytic_kl,
+                                 differentiable).sum(0) for k in sizes) / K
+    return chunk.kept(value)
+
+
+def _elbo_values(program, structure, chunk: Chunk, K: int, analytic_kl,
+                 differentiable) -> torch.Tensor:
+    """``log p(x_n, z_k) - log q(z_k | x_n)`` (KL terms closed-form where asked): ``[K, n]``."""
+    n = chunk.width
+    guide_tr, model_tr = _traces(program, structure, chunk, K)
     if structure.enumerated:  # the sum over enumerated values couples the sites
         value = _log_weights_of(model_tr, guide_tr, structure, K, n)
     else:
@@ -442,9 +468,11 @@ def _elbo_chunk(program, structure, xb, kb, K, analytic_kl, differentiable) -> t
         for name in structure.latent:
             value = value - _kl_term(model_tr.nodes[name], guide_tr.nodes[name], structure,
                                      K, n, analytic_kl)
+        if structure.auxiliary:
+            value = value - _site_sum(guide_tr, structure.auxiliary, structure, K, n)
     if differentiable and not structure.reparameterized:
         value = _with_score_function(value, guide_tr, structure, K, n)
-    return value.mean(0)
+    return value
 
 
 def _kl_term(p_site, q_site, structure, K, n, analytic: bool) -> torch.Tensor:
@@ -465,7 +493,7 @@ def _kl_term(p_site, q_site, structure, K, n, analytic: bool) -> torch.Tensor:
 def _with_score_function(value, guide_tr, structure, K, n) -> torch.Tensor:
     """Add ``log q(z) * stop_grad(elbo)`` minus its own value: the REINFORCE surrogate."""
     score = 0.0
-    for name in structure.latent:
+    for name in structure.latent + structure.auxiliary:
         site = guide_tr.nodes[name]
         if not getattr(site["fn"], "has_rsample", False):
             score = score + _per_datum(site["fn"].log_prob(site["value"]), structure, K, n, name)
@@ -473,44 +501,47 @@ def _with_score_function(value, guide_tr, structure, K, n) -> torch.Tensor:
     return value + surrogate - surrogate.detach()
 
 
-def _pointwise_chunk(program, structure, xb, kb, samples, rows: slice) -> torch.Tensor:
-    S, n = _num_draws(samples), xb.shape[0]
-    data = {k: _given_value(v, structure, k, rows) for k, v in samples.items()}
+def _pointwise_chunk(program, structure, chunk: Chunk, samples) -> torch.Tensor:
+    S, n = _num_draws(samples), chunk.width
+    data = {k: _given_value(v, structure, k, chunk.rows) for k, v in samples.items()}
     model = poutine.condition(program.model, data=data)
-    model = _vectorized(model, S, structure, xb.device)
+    model = _vectorized(model, S, structure, chunk.x.device)
     if structure.enumerated:  # enumeration dims go left of the particle plate
         model = enumerate_program(model, structure.nesting + 1)
+    model = chunk.program(model, structure)
     try:
-        trace = poutine.trace(model).get_trace(xb, **kb)
+        trace = poutine.trace(model).get_trace(chunk.x, **chunk.kwargs)
         if structure.enumerated:  # a wrong broadcast shows up as a misplaced dimension
-            return _joint_sum(trace, structure.observed, structure, S, n)
+            return chunk.kept(_joint_sum(trace, structure.observed, structure, S, n))
     except (RuntimeError, ValueError):
         # A program written for unbatched parameters (``X @ w`` with ``w: [D]``) cannot run
         # all draws at once: score the draws one at a time instead.
-        return torch.cat([_pointwise_draw(program, structure, xb, kb, samples, s, rows)
+        return torch.cat([_pointwise_draw(program, structure, chunk, samples, s)
                           for s in range(S)])
-    return _site_sum(trace, structure.observed, structure, S, n)
+    return chunk.kept(_site_sum(trace, structure.observed, structure, S, n))
 
 
-def _pointwise_draw(program, structure, xb, kb, samples, s: int, rows: slice) -> torch.Tensor:
+def _pointwise_draw(program, structure, chunk: Chunk, samples, s: int) -> torch.Tensor:
     """``log p(x_n | theta_s)`` for one draw, the program run as written: ``[1, n]``."""
-    data = {k: _draw_value(v[s], structure, k, rows) for k, v in samples.items()}
+    data = {k: _draw_value(v[s], structure, k, chunk.rows) for k, v in samples.items()}
     model = poutine.condition(program.model, data=data)
     if structure.enumerated:
         model = enumerate_program(model, structure.nesting)
-    trace = poutine.trace(model).get_trace(xb, **kb)
-    return _joint_sum(trace, structure.observed, structure, 1, xb.shape[0], keep=(DATA_PLATE,))
+    model = chunk.program(model, structure)
+    trace = poutine.trace(model).get_trace(chunk.x, **chunk.kwargs)
+    value = _joint_sum(trace, structure.observed, structure, 1, chunk.width,
+                       keep=(DATA_PLATE,))
+    return chunk.kept(value)
 
 
-def _draw_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):
+def _draw_value(value: torch.Tensor, structure: Structure, name: str, rows):
     """One draw ``[*shape]``, restricted to the chunk's rows for a local site."""
     if name not in structure.given or not structure.given[name][1]:
         return value
-    dim = structure.given[name][0] + structure.data_dim
-    return value.narrow(dim, rows.start, rows.stop - rows.start)
+    return take(value, structure.given[name][0] + structure.data_dim, rows)
 
 
-def _given_value(value: torch.Tensor, structure: Structure, name: str, rows: slice):
+def _given_value(value: torch.Tensor, structure: Structure, name: str, rows):
     """Reshape draws ``[S, *shape]`` to broadcast against the particle plate."""
     if name not in structure.given:
         return value
@@ -518,6 +549,5 @@ def _given_value(value: torch.Tensor, structure: Structure, name: str, rows: sli
     pad = structure.nesting - batch_rank
     value = value.reshape((value.shape[0],) + (1,) * pad + tuple(value.shape[1:]))
     if local:
-        dim = structure.nesting + 1 + structure.data_dim
-        value = value.narrow(dim, rows.start, rows.stop - rows.start)
+        value = take(value, structure.nesting + 1 + structure.data_dim, rows)
     return value

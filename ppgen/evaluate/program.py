@@ -3,13 +3,15 @@
 A zoo :class:`~ppgen.protocol.GenerativeModel` and a user's plain ``model(x)`` function (with or
 without a ``guide(x)``) become the same thing here: a :class:`Program` with the model callable,
 the guide callable (or ``None``), and the structure read off one trace — the plate nesting, the
-``"data"`` plate's dimension, and the observed, latent and enumerated sites.
+``"data"`` plate's dimension, the observed, latent and enumerated sites, and how the program
+takes its data (:class:`Layout`: any rows, all rows, or a subsample by its plate's indices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import pyro
@@ -23,10 +25,27 @@ from ppgen.evaluate.enumeration import enumerated_sites
 from ppgen.evaluate.routing import ROUTED_KINDS, SAMPLE_METRICS_HINT, refusal
 from ppgen.protocol import GenerativeModel, ModelKind
 
-__all__ = ["Program", "Structure", "resolve", "inspect_structure", "DATA_PLATE"]
+__all__ = ["Program", "Structure", "Layout", "resolve", "inspect_structure", "DATA_PLATE"]
 
 #: The plate every model program must put its data in.
 DATA_PLATE = "data"
+
+
+class Layout(str, Enum):
+    """How a program pair takes its data, which decides what the estimators chunk.
+
+    ``ROWS``: it scores whatever rows it is given (an amortised guide, a zoo model): the data
+    are cut into chunks. ``WHOLE``: it closes over all ``N`` rows (per-datum parameters
+    ``pyro.param("loc", torch.zeros(N, k))``, covariates of ``N`` rows): it runs on all the
+    data, and the particles (or posterior draws) are chunked instead. ``SUBSAMPLE``: its
+    ``"data"`` plate subsamples (``pyro.plate("data", N, subsample_size=B) as idx``, Pyro's
+    convention, data and parameters indexed by ``idx``): it gets all the data, and ppgen
+    supplies the plate's indices, ``B`` at a time.
+    """
+
+    ROWS = "rows"
+    WHOLE = "whole"
+    SUBSAMPLE = "subsample"
 
 
 @dataclass
@@ -61,6 +80,12 @@ class Structure:
         enumerated: latent sites summed out exactly (marked ``infer={"enumerate":
             "parallel"}``, e.g. by ``config_enumerate``, and not sampled by the guide); all
             in the ``"data"`` plate (see :mod:`ppgen.evaluate.enumeration`).
+        auxiliary: guide-only sample sites (an autoguide's ``z_unconstrained``): part of
+            ``log q``, absent from the model.
+        conditioned: observed sites outside the ``"data"`` plate (globals fixed by
+            ``pyro.condition``): values the data are conditioned on, in no datum's score.
+        layout: how the program takes its data (:class:`Layout`).
+        subsample_size: ``B``, the ``"data"`` plate's subsample size (``SUBSAMPLE`` only).
     """
 
     nesting: int
@@ -72,6 +97,10 @@ class Structure:
     global_latent: list[str]
     given: dict[str, tuple[int, bool]]
     enumerated: list[str] = field(default_factory=list)
+    auxiliary: list[str] = field(default_factory=list)
+    conditioned: list[str] = field(default_factory=list)
+    layout: Layout = Layout.ROWS
+    subsample_size: int | None = None
 
 
 def resolve(model: Any, guide: Any = None) -> Program:
@@ -101,44 +130,170 @@ def inspect_structure(
 ) -> Structure:
     """Trace the program pair once on the first row of ``x`` and read off its structure.
 
-    With ``given`` values the trace runs on all of ``x`` (local given sites have ``N`` rows).
+    A program that cannot run on one row alone (a guide with per-datum parameters, covariates
+    closed over, a subsampling ``"data"`` plate) is traced again on all of ``x``, and its
+    :class:`Layout` says so. With ``given`` values the trace runs on all of ``x`` (local given
+    sites have ``N`` rows), and the layout is ``WHOLE`` unless the plate subsamples; whether
+    rows can be cut all the same is for :func:`runs_on_rows` to say, when it matters.
 
     Args:
         program: the model/guide pair.
-        x: data ``[N, ...]`` (only the first row is used).
+        x: data ``[N, ...]``.
         kwargs: further keyword arguments of the programs (tensors with N rows are sliced).
         given: values of sites supplied from outside (one posterior draw each); they are
             neither observed nor latent.
 
     Raises:
         ModelError: no ``"data"`` plate, no observed site, latent sites without a guide, an
-            observed or enumerated site outside the data plate, or a program that fails to
-            run.
+            enumerated site outside the data plate, a ``"data"`` plate of another size than
+            the data, or a program that fails to run.
         ImplicitModelError: a site whose distribution has no density.
     """
     given = given or {}
-    # Given draws of local sites carry all N rows, so their trace needs all of x.
-    rows = x.shape[0] if given else 1
-    x1 = x[:rows]
-    kw1 = take_rows(kwargs, slice(0, rows), x.shape[0])
-    if given:
-        program = Program(poutine.condition(program.model, data=given), program.guide, program)
-    guide_tr, model_tr = _trace_once(program, x1, kw1)
+    (guide_tr, model_tr), layout, subsample_size, retrace = _trace_layout(
+        program, x, kwargs, given)
     nesting = _plate_nesting([guide_tr, model_tr] if guide_tr else [model_tr])
     observed, latent = _split_sites(model_tr, set(given))
+    observed, conditioned = _split_conditioned(model_tr, observed, [x, *kwargs.values()],
+                                               retrace)
     enumerated = enumerated_sites(model_tr, guide_tr, DATA_PLATE)
     latent = [n for n in latent if n not in enumerated]
+    auxiliary = _guide_only_sites(guide_tr, model_tr)
     _check_sites(program, model_tr, guide_tr, observed, latent)
     _check_batch_ranks(model_tr, observed + latent + enumerated, nesting)
     data_dim = _data_dim(model_tr, observed)
-    reparam = all(getattr(guide_tr.nodes[n]["fn"], "has_rsample", False) for n in latent)
+    reparam = all(getattr(guide_tr.nodes[n]["fn"], "has_rsample", False)
+                  for n in latent + auxiliary)
     supports = {n: model_tr.nodes[n]["fn"].support for n in observed}
     global_latent = [n for n in latent if not _in_data_plate(model_tr.nodes[n])]
     given_info = {n: _given_info(model_tr.nodes[n]) for n in given if n in model_tr.nodes}
     return Structure(
         nesting, data_dim, observed, latent, reparam, supports, global_latent, given_info,
-        enumerated,
+        enumerated, auxiliary, conditioned, layout, subsample_size,
     )
+
+
+def _trace_layout(program: Program, x: torch.Tensor, kwargs: dict[str, Any],
+                  given: dict[str, Any]):
+    """The traces to read the structure off, and the program's :class:`Layout`.
+
+    One row is enough when the program runs on it with a ``"data"`` plate of that one row;
+    otherwise (it fails, or its plate keeps another size) the program runs on all rows. The
+    last item traces the program again on the same inputs.
+    """
+    n = x.shape[0]
+    if not given:
+        kw1 = take_rows(kwargs, slice(0, 1), n)
+        try:
+            traces = _trace_once(program, x[:1], kw1)
+            if n == 1 or _plate_sizes(traces) <= {(1, 1)}:
+                return traces, Layout.ROWS, None, lambda: _trace_once(program, x[:1], kw1)
+        except ImplicitModelError:
+            raise
+        except ModelError:
+            if n == 1:
+                raise
+    program = _conditioned(program, given)
+    traces = _trace_once(program, x, kwargs)
+    return (traces, *_whole_layout(traces, n), lambda: _trace_once(program, x, kwargs))
+
+
+def _conditioned(program: Program, given: dict[str, Any]) -> Program:
+    if not given:
+        return program
+    return Program(poutine.condition(program.model, data=given), program.guide, program)
+
+
+def _plate_sizes(traces) -> set[tuple[int, int]]:
+    """``{(size, full size)}`` of the ``"data"`` plate over every sample site of the traces."""
+    return {
+        (f.size, getattr(f, "full_size", None) or f.size)
+        for tr in traces if tr is not None
+        for site in tr.nodes.values() if site["type"] == "sample"
+        for f in site["cond_indep_stack"] if f.name == DATA_PLATE
+    }
+
+
+def _whole_layout(traces, n: int) -> tuple[Layout, int | None]:
+    """``WHOLE`` or ``SUBSAMPLE`` (with its subsample size) for a program run on all rows."""
+    sizes = _plate_sizes(traces)
+    full = sorted({f for _, f in sizes} - {n})
+    if full:
+        raise ModelError(
+            f"the program's 'data' plate has size {full[0]} but the data have {n} rows: size "
+            "it by the data (pyro.plate('data', x.shape[0])), or pass the rows its "
+            "per-datum parameters were made for"
+        )
+    subs = sorted({s for s, _ in sizes})
+    if len(subs) > 1:
+        raise ModelError(f"the model and guide subsample the 'data' plate by different sizes "
+                         f"{subs}: give both the same subsample_size")
+    if subs and subs[0] < n:
+        return Layout.SUBSAMPLE, subs[0]
+    return Layout.WHOLE, None
+
+
+def runs_on_rows(program: Program, x: torch.Tensor, kwargs: dict[str, Any],
+                 given: dict[str, Any], structure: Structure) -> bool:
+    """Whether the program, given one draw of each site, also runs on the first row alone
+    (with the local draws cut to it): then its rows can be scored in chunks."""
+    one = {k: _first_row(v, structure, k) for k, v in given.items()}
+    try:
+        traces = _trace_once(_conditioned(program, one), x[:1],
+                             take_rows(kwargs, slice(0, 1), x.shape[0]))
+    except ModelError:
+        return False
+    return _plate_sizes(traces) <= {(1, 1)}
+
+
+def _first_row(value: Any, structure: Structure, name: str) -> Any:
+    info = structure.given.get(name)
+    if info is None or not info[1]:
+        return value
+    return value.narrow(info[0] + structure.data_dim, 0, 1)
+
+
+def _split_conditioned(trace: poutine.Trace, observed: list[str], inputs: list[Any],
+                       retrace: Callable[[], Any]):
+    """Observed sites in the ``"data"`` plate (the data), and those outside it: globals fixed
+    by ``pyro.condition`` (or ``obs=`` a constant), which the data are conditioned on.
+
+    A fixed value is the very same tensor in every run of the program, while one computed
+    from the data (``obs=x.sum()``) is made afresh: one more trace on the same inputs tells
+    them apart, only for programs with observed sites outside the plate. With none in the
+    plate, or an outside one observing the data themselves, all stay observed (and the site
+    outside the plate is reported).
+    """
+    inside = [n for n in observed if _in_data_plate(trace.nodes[n])]
+    outside = [n for n in observed if n not in inside]
+    if not inside or not outside:
+        return observed, []
+    values = [trace.nodes[n]["value"] for n in outside]
+    if any(_is_input(v, inputs) for v in values):
+        return observed, []
+    again = retrace()[1]
+    if all(again.nodes[n]["value"] is v for n, v in zip(outside, values)):
+        return inside, outside
+    return observed, []
+
+
+def _is_input(value: Any, inputs: list[Any]) -> bool:
+    """Whether ``value`` is (a row slice of) one of the program's input tensors."""
+    if not isinstance(value, torch.Tensor) or value.numel() == 0:
+        return False
+    return any(isinstance(t, torch.Tensor) and t.numel() and t.data_ptr() == value.data_ptr()
+               for t in inputs)
+
+
+def _guide_only_sites(guide_tr: poutine.Trace | None, model_tr: poutine.Trace) -> list[str]:
+    """Latent guide sites the model does not have (an autoguide's auxiliary sites)."""
+    if guide_tr is None:
+        return []
+    return [
+        name for name, site in guide_tr.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"]
+        and name not in model_tr.nodes and not isinstance(site["fn"], _Subsample)
+    ]
 
 
 def _in_data_plate(site: dict) -> bool:
@@ -166,7 +321,8 @@ def _trace_once(program: Program, x1: torch.Tensor, kw1: dict[str, Any]):
         if "Shape mismatch inside plate" in str(err):
             hint = (
                 " (a site's batch shape disagrees with its plates: declare per-datum "
-                "dimensions with .to_event(...) and keep the 'data' plate leftmost)"
+                "dimensions with .to_event(...), keep the 'data' plate leftmost, and give "
+                "per-datum parameters one row per datum)"
             )
         raise ModelError(
             f"running the model program on data of shape {tuple(x1.shape)} failed{hint}: {err}"
@@ -250,7 +406,8 @@ def _data_dim(trace: poutine.Trace, observed: list[str]) -> int:
             raise ModelError(
                 f"observed site {name!r} is not inside a plate named 'data': wrap the "
                 "observation in `with pyro.plate('data', x.shape[0]):` so ppgen can score "
-                "each datum (declare per-datum dimensions with .to_event(...))"
+                "each datum (declare per-datum dimensions with .to_event(...)); outside it "
+                "only fixed values go (pyro.condition(model, data={...}) on a global)"
             )
         dims.add(frames[0].dim)
     if len(dims) != 1:
