@@ -70,6 +70,10 @@ class Objective(nn.Module):
     #: how :meth:`loss` reduces over the batch: ``"mean"`` or ``"sum"``; the engine uses it to
     #: make the gradient of a run on several processes equal to that of one process
     loss_reduction: ClassVar[str] = "mean"
+    #: whether some parameters of an update may get no gradient in a step; on several
+    #: processes the engine must then search the autograd graph every step to tell
+    #: ``DistributedDataParallel`` (every zoo model uses all of its parameters)
+    unused_parameters: ClassVar[bool] = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Objective:
         # Objectives written before they became modules set attributes without calling

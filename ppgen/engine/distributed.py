@@ -157,14 +157,15 @@ class Cluster:
         if self.active:
             dist.barrier()
 
-    def wrap(self, module: nn.Module, keep: set[int]) -> nn.Module:
+    def wrap(self, module: nn.Module, keep: set[int], find_unused: bool = False) -> nn.Module:
         """``module`` in a ``DistributedDataParallel`` wrapper that synchronises the gradients
         of the parameters in ``keep`` (ids) only — one wrapper per update, so players that step
-        separately each synchronise their own gradients. Unchanged on one process."""
+        separately each synchronise their own gradients. ``find_unused``: some of them may get
+        no gradient in a step (costs a graph search per step). Unchanged on one process."""
         if not self.active:
             return module
         ignore = [name for name, p in module.named_parameters() if id(p) not in keep]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignore)
         device = next(iter(module.parameters())).device
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)

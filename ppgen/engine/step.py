@@ -19,6 +19,7 @@ from ppgen.engine.distributed import Cluster
 from ppgen.engine.ema import EMA
 from ppgen.engine.optim import Optimizers
 from ppgen.engine.precision import Precision
+from ppgen.errors import TrainingError
 from ppgen.objective import LossModule, StepContext
 
 __all__ = ["Stepper"]
@@ -53,7 +54,8 @@ class Stepper:
         processes, synchronising the gradients of the update's groups only)."""
         if update not in self.wrappers:
             keep = {id(p) for g in update for p in self.optimizers.params[g]}
-            self.wrappers[update] = self.cluster.wrap(self.bound, keep)
+            unused = self.bound.objective.unused_parameters
+            self.wrappers[update] = self.cluster.wrap(self.bound, keep, unused)
         return self.wrappers[update]
 
     def step(self, batch: torch.Tensor, kwargs: dict[str, torch.Tensor], step: int, epoch: int,
@@ -80,7 +82,16 @@ class Stepper:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         with self.precision.training():
-            out = self.wrapper(context.update)(batch, context, kwargs)
+            try:
+                out = self.wrapper(context.update)(batch, context, kwargs)
+            except RuntimeError as err:
+                if "finished reduction in the prior iteration" not in str(err):
+                    raise
+                raise TrainingError(
+                    f"some parameters of the update {context.update} got no gradient in the "
+                    "previous step, which data-parallel training must be told about: set "
+                    f"`unused_parameters = True` on {type(self.bound.objective).__name__}"
+                ) from err
         loss = out["loss"]
         scaler = self.precision.scaler
         scaler.scale(loss * share if share != 1.0 else loss).backward()

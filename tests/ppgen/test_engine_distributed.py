@@ -70,6 +70,12 @@ def test_early_stopping_stops_every_rank_on_the_same_epoch(runs):
     assert results[0]["val"] == [5.0, 3.0, 2.0, 2.0, 7.0]
 
 
+def test_an_undeclared_unused_parameter_is_named_as_the_fix(runs):
+    for rank in (0, 1):
+        message = (runs / f"undeclared-rank{rank}.txt").read_text()
+        assert "unused_parameters = True" in message and "Undeclared" in message
+
+
 def test_a_killed_two_process_run_resumes_exactly(runs):
     full = torch.load(runs / "vae-full" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(runs / "vae-killed" / "checkpoint.pt", weights_only=True)
