@@ -119,13 +119,17 @@ class Cluster:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def sync_state(self, module: nn.Module) -> None:
-        """Every parameter and buffer of ``module`` as rank 0 has it (models built before the
-        engine seeds start from different random weights on each rank)."""
+    def sync_state(self, module: nn.Module, parameters: bool = True) -> None:
+        """Every parameter (unless ``parameters=False``) and buffer of ``module`` as rank 0 has
+        it: models built before the engine seeds start from different random weights on each
+        rank, and buffers that training changes (running statistics) are rank 0's at the end of
+        every epoch — once an epoch rather than, as ``DistributedDataParallel`` would, before
+        every step (a MADE's masks alone are megabytes)."""
         if not self.active:
             return
+        tensors = [*module.parameters()] if parameters else []
         with torch.no_grad():
-            for tensor in [*module.parameters(), *module.buffers()]:
+            for tensor in tensors + [*module.buffers()]:
                 dist.broadcast(tensor, src=0)
 
     def block(self, n: int) -> slice:
@@ -168,4 +172,5 @@ class Cluster:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignore)
         device = next(iter(module.parameters())).device
         ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused,
+                                       forward_sync_buffers=False)

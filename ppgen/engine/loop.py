@@ -207,6 +207,7 @@ class Run:
                 sums[name] = sums[name] + weighted if name in sums else weighted
                 counts[name] = counts.get(name, 0) + len(local)
             self.progress.step = step + 1
+        self.cluster.sync_state(self.bound, parameters=False)  # running statistics: rank 0's
         return sums, counts, _rate_names(rates)
 
     @torch.no_grad()
