@@ -8,8 +8,12 @@ A model file is a ``torch.save`` archive of plain data only::
 
 It is always read with ``torch.load(weights_only=True)``, which refuses any pickled object or
 code, and the model is rebuilt from its registered class and JSON config. Files are written
-atomically (temporary file in the same folder, ``fsync``, ``os.replace``), so a crash never
-leaves a half-written checkpoint under the final name.
+atomically (temporary file in the same folder, ``fsync``, ``os.replace``), so a crash or a full
+disk never leaves a half-written checkpoint under the final name. Every checkpoint (model files
+and the engine's training checkpoints) carries a ``"checksum"`` of its tensors (SHA-256 over
+their names, dtypes, shapes and bytes), checked on load: a damaged file is a
+:class:`~ppgen.errors.CheckpointError`, never different numbers. Files written before checksums
+existed still load, with a logged warning.
 
 Example:
     >>> model.save("model.pt")                      # doctest: +SKIP
@@ -18,12 +22,16 @@ Example:
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -41,13 +49,21 @@ __all__ = [
     "save_model",
     "load_model",
     "read_checkpoint",
+    "model_from_checkpoint",
     "atomic_write",
     "atomic_save",
     "safe_load",
+    "tensor_checksum",
 ]
 
 FORMAT = "ppgen-model"
 VERSION = 1
+#: the payload key of the tensors' checksum (added by :func:`atomic_save`)
+CHECKSUM = "checksum"
+#: what a full disk (or an exceeded quota) raises
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
@@ -62,6 +78,10 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     Args:
         path: the final file name; its folder must exist.
         write: called once with a binary file object open for writing.
+
+    Raises:
+        OSError: the disk filled up (``errno.ENOSPC``/``EDQUOT``): the message names the file,
+            the bytes written before the disk filled and the space left; nothing is left behind.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -71,15 +91,103 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        written = _remove(tmp)
+        if err.errno in _NO_SPACE:
+            raise _disk_full(err, path, written) from None
+        raise
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
 
 
+def _remove(tmp: str) -> int:
+    """Delete a temporary file; returns how many bytes it held (0 if it is gone)."""
+    if not os.path.exists(tmp):
+        return 0
+    size = os.path.getsize(tmp)
+    os.unlink(tmp)
+    return size
+
+
+def _disk_full(err: OSError, path: Path, written: int) -> OSError:
+    """The one-line error of a write that ran out of space."""
+    free = shutil.disk_usage(path.parent).free
+    return OSError(
+        err.errno,
+        f"no space left on the device while writing {str(path)!r}: it needs more than "
+        f"{_size(written)} ({_size(free)} free there); free some space and run again "
+        "(nothing partial was left behind)",
+        str(path),
+    )
+
+
+def _size(n: float) -> str:
+    """``1234567`` -> ``"1.2 MB"``."""
+    units = ["bytes", "kB", "MB", "GB"]
+    while n >= 1000 and len(units) > 1:
+        n, units = n / 1000, units[1:]
+    return f"{int(n)} bytes" if units[0] == "bytes" else f"{n:.1f} {units[0]}"
+
+
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write`)."""
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write`).
+
+    A dict payload gets a ``"checksum"`` entry (:func:`tensor_checksum` of its tensors), which
+    :func:`safe_load` checks.
+    """
+    if isinstance(obj, dict):
+        obj = {**obj, CHECKSUM: tensor_checksum(obj)}
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+# --------------------------------------------------------------------------- checksums
+def tensor_checksum(payload: Any) -> str:
+    """SHA-256 of every tensor in a nested dict/list payload: its place, dtype, shape and bytes.
+
+    Entries that are not tensors (JSON text, numbers) do not count: damage there shows when they
+    are decoded and checked. The ``"checksum"`` entry itself is left out.
+
+    Returns:
+        ``"sha256:<hex digest>"``.
+    """
+    digest = hashlib.sha256()
+    for where, tensor in _tensors(payload, ()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{'/'.join(map(repr, where))}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _tensors(obj: Any, where: tuple) -> Iterator[tuple[tuple, torch.Tensor]]:
+    """``(key path, tensor)`` of every tensor in ``obj``, in a fixed (insertion) order."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            if not (where == () and key == CHECKSUM):
+                yield from _tensors(value, (*where, key))
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, (*where, i))
+
+
+def _verify(payload: Any, path: Path, what: str) -> Any:
+    """Check and drop a payload's checksum; a payload without one is read with a warning."""
+    if not isinstance(payload, dict):
+        return payload
+    stored = payload.pop(CHECKSUM, None)
+    if stored is None:
+        if "format" in payload:
+            logger.warning("%s %r has no checksum (written by an older ppgen): its integrity "
+                           "cannot be checked; save it again to add one", what, str(path))
+    elif stored != tensor_checksum(payload):
+        raise CheckpointError(
+            f"{what} {str(path)!r} is corrupt: its tensors do not match the checksum stored "
+            "with them (the file was damaged or changed after it was written); re-create it "
+            "or use an intact copy"
+        )
+    return payload
 
 
 # --------------------------------------------------------------------------- safe reads
@@ -91,13 +199,21 @@ def safe_load(path: PathLike, map_location: Any = "cpu", what: str = "checkpoint
         map_location: passed to :func:`torch.load`.
         what: how the file is named in error messages.
 
+    Returns:
+        The file's object; a dict without its ``"checksum"`` entry, which was checked.
+
     Raises:
-        CheckpointError: the file is missing, unreadable, truncated or corrupt, or holds
-            pickled code/objects (refused by ``weights_only``; nothing in it is executed).
+        CheckpointError: the file is missing, unreadable, truncated or corrupt (tensors that
+            do not match their checksum included), or holds pickled code/objects (refused by
+            ``weights_only``; nothing in it is executed).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {str(path)!r} does not exist (or is not a file)")
+    return _verify(_torch_load(path, map_location, what), path, what)
+
+
+def _torch_load(path: Path, map_location: Any, what: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -220,7 +336,18 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> GenerativeModel:
         CheckpointError: missing, corrupt, unsafe or foreign file; a model class that is not
             registered; or weights that do not fit the model the config builds.
     """
-    payload = read_checkpoint(path, map_location)
+    return model_from_checkpoint(read_checkpoint(path, map_location), path, map_location)
+
+
+def model_from_checkpoint(
+    payload: dict[str, Any], path: PathLike, map_location: Any = "cpu"
+) -> GenerativeModel:
+    """The model of a file already read with :func:`read_checkpoint` (``path`` names it in
+    errors): for a caller that also wants its ``"extra"`` without reading the file twice.
+
+    Raises:
+        CheckpointError: see :func:`load_model`.
+    """
     model = _build(payload["model"], payload["config"], path)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

@@ -3,13 +3,16 @@
 Trains the discrete baselines (closed-form smoothed maximum likelihood) and a VAE (the shared
 engine, early stopping on validation NLL), prints the test NLL table next to the reference
 numbers of BENCHMARKS.md, and writes sample grids, training curves, a 2-D latent plot and a
-markdown report.
+markdown report that records what produced the numbers (command, seed, date, versions, settings).
+Progress goes to stderr as plain lines, so a log file or CI shows it too.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,11 @@ import torch
 
 from ppgen import plots
 from ppgen.api import fit
+from ppgen.checkpoint import read_checkpoint
 from ppgen.data import DataSplits, load_digits
 from ppgen.devices import resolve_device
 from ppgen.evaluate import nll_report
+from ppgen.provenance import provenance
 
 __all__ = ["run_demo", "REFERENCES"]
 
@@ -40,6 +45,7 @@ class DemoRow:
     report: dict[str, Any]
     seconds: float
     num_parameters: int
+    settings: dict[str, Any] = field(default_factory=dict)  #: training settings, objective
 
 
 def run_demo(
@@ -50,6 +56,7 @@ def run_demo(
     device: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    command: str | None = None,
 ) -> list[DemoRow]:
     """Run the demo and write its figures and ``report.md`` into ``out``.
 
@@ -60,7 +67,9 @@ def run_demo(
         num_particles: ``K`` of the VAE's importance-weighted test NLL.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         seed: training seed.
-        progress: show progress bars.
+        progress: show progress: the engine's bar on a terminal, and plain lines on stderr
+            (which a log file or CI keeps).
+        command: the command line to record in the report (default: this process's).
 
     Returns:
         The table rows.
@@ -69,30 +78,46 @@ def run_demo(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    say = _say if progress else _quiet
+    run = {**provenance(command), "seed": seed}
     dev = resolve_device(device)
     digits = load_digits("categorical")
     torch.manual_seed(seed)
-    rows = [_baseline(cls, digits, out, dev) for cls in (IndependentCategorical, MarkovChain)]
-    rows.append(_vae(VAE, digits, out, dev, epochs, num_particles, seed, progress))
+    rows = [_baseline(cls, digits, out, dev, say) for cls in (IndependentCategorical, MarkovChain)]
+    rows.append(_vae(VAE, digits, out, dev, epochs, num_particles, seed, progress, say))
     table = _table(rows)
     print(table)
-    _write_report(out, rows, table, digits, num_particles)
+    _write_report(out, rows, table, digits, num_particles, run=run)
     print(f"\nfigures and report.md written to {out}/")
     return rows
 
 
-def _baseline(cls, digits: DataSplits, out: Path, device: torch.device) -> DemoRow:
+def _say(message: str) -> None:
+    """One plain progress line on stderr."""
+    print(f"ppgen demo: {message}", file=sys.stderr, flush=True)
+
+
+def _quiet(message: str) -> None:
+    """``--no-progress``."""
+
+
+def _baseline(cls, digits: DataSplits, out: Path, device: torch.device, say=_quiet) -> DemoRow:
     model = cls.for_data(digits.info)
+    say(f"{model.name}: fitting in closed form")
     start = time.perf_counter()
     fit(model, digits.train, digits.val, device=device)
     seconds = time.perf_counter() - start
     report = nll_report(model, digits.test.to(device))
+    say(f"{model.name}: test NLL {report['nll']:.2f} nats ({seconds:.1f} s)")
     _samples(model, digits, out / f"samples-{model.name}.png")
     return DemoRow(model.name, report, seconds, model.num_parameters())
 
 
-def _vae(cls, digits, out, device, epochs, num_particles, seed, progress) -> DemoRow:
+def _vae(cls, digits, out, device, epochs, num_particles, seed, progress, say=_quiet) -> DemoRow:
     model = cls.for_data(digits.info)
+    settings = {**model.fit_defaults, **({} if epochs is None else {"epochs": epochs})}
+    say(f"{model.name}: training for up to {settings.get('epochs')} epochs with early "
+        "stopping (a progress bar shows on a terminal)")
     start = time.perf_counter()
     history = fit(
         model, digits.train, digits.val, epochs=epochs, device=device,
@@ -101,14 +126,18 @@ def _vae(cls, digits, out, device, epochs, num_particles, seed, progress) -> Dem
                "info": digits.info.to_dict()},
     )
     seconds = time.perf_counter() - start
+    say(f"{model.name}: trained {len(history)} epochs in {seconds:.1f} s (best epoch "
+        f"{history.best_epoch}); estimating the test NLL with K = {num_particles}")
     test = digits.test.to(device)
     report = nll_report(model, test, num_particles=num_particles)
+    training = read_checkpoint(out / "vae" / "model.pt")["extra"]["training"]
     plots.save(plots.training_curves(history, title="VAE on digits"), out / "curves-vae.png")
     z = model.encode(test)
     plots.save(plots.latent_scatter(z, digits.labels.get("test"), title="VAE latent codes "
                                     "(test digits)"), out / "latent-vae.png")
     _samples(model, digits, out / "samples-vae.png")
-    return DemoRow(model.name, report, seconds, model.num_parameters())
+    return DemoRow(model.name, report, seconds, model.num_parameters(),
+                   {"training": settings, "objective": training["objective"]})
 
 
 def _samples(model, digits: DataSplits, path: Path) -> None:
@@ -132,7 +161,9 @@ def _table(rows: list[DemoRow]) -> str:
     return "\n".join(lines)
 
 
-def _write_report(out: Path, rows, table: str, digits: DataSplits, num_particles: int) -> None:
+def _write_report(
+    out: Path, rows, table: str, digits: DataSplits, num_particles: int, run: dict | None = None
+) -> None:
     text = f"""# ppgen demo: density estimation on the bundled digits
 
 Data: scikit-learn's 8×8 digits, 17 grey levels, ordered split train 1000 / val 350 /
@@ -149,5 +180,24 @@ benchmark defaults (`benchmarks/digits.py` repeats this over three seeds).
   ![markov](samples-markov-chain.png) ![vae](samples-vae.png)
 - VAE training curves: ![curves](curves-vae.png)
 - VAE latent codes of the test digits (first two principal components): ![latent](latent-vae.png)
-"""
+{_run_section(run or {}, rows, num_particles)}"""
     (out / "report.md").write_text(text)
+
+
+def _run_section(run: dict, rows, num_particles: int) -> str:
+    """What produced the numbers: command, seed, date, versions and the VAE's settings."""
+    if not run:
+        return ""
+    versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
+    vae = next((r.settings for r in rows if r.settings), {})
+    return f"""
+## Run
+
+- command: `{run["command"]}`
+- seed: {run["seed"]}
+- date: {run["date"]}
+- versions: {versions}
+- VAE training settings: `{json.dumps(vae.get("training", {}), sort_keys=True)}`
+- VAE objective: `{json.dumps(vae.get("objective", {}), sort_keys=True)}`
+- test NLL estimate: importance-weighted, `{json.dumps({"num_particles": num_particles})}`
+"""

@@ -27,10 +27,17 @@ __all__ = [
 
 
 def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (parent folders are created) and return the path."""
+    """Write ``fig`` to ``path`` (parent folders are created) and return the path.
+
+    The format follows the suffix (PNG without one); the file is written atomically, so a
+    crash or a full disk never leaves a partial image.
+    """
+    from ppgen.checkpoint import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight"))
     return path
 
 
@@ -81,9 +88,10 @@ def training_curves(history: History, *, title: str | None = None) -> Figure:
     fig = Figure(figsize=(5.5, 3.5))
     ax = fig.subplots()
     epochs = history.column("epoch")
+    marker = "o" if len(epochs) < 2 else None  # a one-epoch (closed-form) fit is a point
     for name in history.columns:
         if name.endswith("loss"):
-            ax.plot(epochs, history.column(name), label=name.replace("_", " "))
+            ax.plot(epochs, history.column(name), marker=marker, label=name.replace("_", " "))
     if history.best_epoch is not None:
         ax.axvline(history.best_epoch, color="grey", ls="--", lw=1, label="best epoch")
     ax.set_xlabel("epoch")

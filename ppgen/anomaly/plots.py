@@ -51,14 +51,16 @@ def score_histogram(
     *,
     threshold: float | None = None,
     title: str | None = None,
+    names: tuple[str, str] = ("normal", "anomaly"),
 ) -> Figure:
     """Histograms of the anomaly scores of normal data and anomalies, threshold marked.
 
     Args:
-        is_anomaly: ``[N]`` truth, 1 for anomalies.
+        is_anomaly: ``[N]`` truth, 1 for anomalies (or the rows a threshold flagged).
         anomaly_score: ``[N]`` scores, higher = more abnormal (e.g. ``-log p(x)`` in nats).
         threshold: a decision threshold on the same scale (e.g. ``Detector.threshold_``).
         title: figure title.
+        names: legend names of the two groups (0s, then 1s).
     """
     import seaborn as sns
 
@@ -68,9 +70,9 @@ def score_histogram(
     ax = fig.subplots()
     bins = np.histogram_bin_edges(s, bins=40)
     sns.histplot(s[~y], bins=bins, stat="density", color="tab:blue", alpha=0.5,
-                 label="normal", ax=ax)
+                 label=names[0], ax=ax)
     sns.histplot(s[y], bins=bins, stat="density", color="tab:red", alpha=0.5,
-                 label="anomaly", ax=ax)
+                 label=names[1], ax=ax)
     if threshold is not None:
         ax.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
     ax.set_xlabel("anomaly score (higher = more abnormal)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ppgen.data.digits import DIGITS_LEVELS, DIGITS_SPLITS, load_digits
 from ppgen.data.info import LIKELIHOODS, DataInfo, DataSplits
 from ppgen.data.loaders import SUFFIXES, load_array, load_data
+from ppgen.data.records import data_record, file_record, load_record
 from ppgen.data.toys import load_toy, sample_toy, toy_log_density, toy_names
 from ppgen.data.transforms import REPRESENTATIONS, dequantize, likelihood_of, quantize
 from ppgen.data.validate import as_tensor, validate, validate_for
@@ -30,4 +31,7 @@ __all__ = [
     "SUFFIXES",
     "load_array",
     "load_data",
+    "data_record",
+    "file_record",
+    "load_record",
 ]

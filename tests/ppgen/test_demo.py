@@ -8,10 +8,15 @@ from ppgen.cli import main
 def test_demo_writes_table_figures_and_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1", "--particles", "5",
-                 "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+                 "--seed", "4"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
     for name in ("independent-categorical", "markov-chain", "vae"):
         assert name in printed
+    # not on a terminal (captured): progress as plain lines on stderr
+    progress = captured.err.splitlines()
+    assert any("markov-chain" in line for line in progress)
+    assert any("vae" in line and "train" in line for line in progress)
     expected = {
         "report.md", "samples-independent-categorical.png", "samples-markov-chain.png",
         "samples-vae.png", "curves-vae.png", "latent-vae.png",
@@ -21,3 +26,18 @@ def test_demo_writes_table_figures_and_report(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| markov-chain | 101.8" in report  # the exact closed-form baseline
     assert (out / "vae" / "model.pt").exists()
+    # what produced the numbers
+    for text in ("ppgen demo --out", "seed: 4", "torch ", "pyro ", "date:", '"epochs": 1',
+                 '"num_particles": 5'):
+        assert text in report, text
+
+
+def test_demo_is_quiet_with_no_progress(tmp_path, capsys, monkeypatch):
+    from ppgen import demo
+
+    monkeypatch.setattr(demo, "_vae", lambda *args: None)
+    monkeypatch.setattr(demo, "_baseline", lambda *args: None)
+    monkeypatch.setattr(demo, "_table", lambda rows: "table")
+    monkeypatch.setattr(demo, "_write_report", lambda *args, **kwargs: None)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
