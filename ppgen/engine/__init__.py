@@ -16,7 +16,10 @@ objective and calls :func:`train`. The pieces, one module each:
 * :mod:`~ppgen.engine.distributed` — what changes under ``torchrun``: sharded batches, one
   ``DistributedDataParallel`` wrapper per update around the bound loss module, all-reduced
   summaries, rank 0 writes;
-* :mod:`~ppgen.engine.state` — what a checkpoint holds besides the weights.
+* :mod:`~ppgen.engine.trained` — what training changes (weights, objective state, optimisers,
+  weight average, loss scale): restore points, checkpoints, resume;
+* :mod:`~ppgen.engine.state` — where a run stands (epochs, global step, best state, history)
+  and what a checkpoint must match to be resumed.
 
 Files written when ``out_dir`` is given (by rank 0):
 

@@ -1,6 +1,7 @@
 """The training loop (:class:`Run`): epochs of steps, validation, early stopping, checkpoints.
 
-What is checkpointed lives in :class:`~ppgen.engine.state.Progress` and the weights; how one step
+What is checkpointed lives in :class:`~ppgen.engine.state.Progress` (where the run stands) and
+:class:`~ppgen.engine.trained.Trained` (what it trains); how one step
 runs lives in :class:`~ppgen.engine.step.Stepper`; what differs on several processes lives in
 :class:`~ppgen.engine.distributed.Cluster`. What is left is the loop a newcomer reads:
 
@@ -35,6 +36,7 @@ from ppgen.engine.rng import rng_state, set_rng_state
 from ppgen.engine.settings import Settings
 from ppgen.engine.state import FORMAT, VERSION, Progress, check_resumable, identity
 from ppgen.engine.step import Stepper, loss_share
+from ppgen.engine.trained import Trained
 from ppgen.errors import TrainingError
 from ppgen.history import History
 from ppgen.objective import Objective
@@ -51,18 +53,6 @@ def permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     digest = hashlib.blake2b(f"{seed}:{epoch}".encode(), digest_size=8).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
     return torch.randperm(n, generator=generator)
-
-
-def _clone(obj: Any) -> Any:
-    """A copy of nested dicts / lists / tuples whose tensors are detached clones (much cheaper
-    than ``deepcopy``, which matters when an epoch is a single step)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_clone(v) for v in obj)
-    return obj
 
 
 class Run:
@@ -92,11 +82,12 @@ class Run:
         self.ema = None if settings.ema is None else EMA(settings.ema,
                                                          objective.ema_parameters(model))
         self.stepper = Stepper(self.bound, self.optimizers, self.cluster, self.precision, self.ema)
+        self.trained = Trained(model, objective, self.optimizers, self.ema, self.precision.scaler)
         self.progress = Progress()
         self.batches = self._batches_per_epoch()
         if self.out_dir is not None and self.cluster.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.last_good = self.snapshot()
+        self.last_good = self.trained.snapshot(self.progress.step)
 
     def _batches_per_epoch(self) -> int:
         n, size, world = len(self.train), self.settings.batch_size, self.cluster.world_size
@@ -123,7 +114,7 @@ class Run:
         index = index.to(self.device)
         with torch.random.fork_rng(devices=self._cuda_devices()), torch.no_grad():
             self.model.initialize(self.train[index], **take_rows(self.train_kwargs, index))
-        self.last_good = self.snapshot()
+        self.last_good = self.trained.snapshot(self.progress.step)
 
     def _cuda_devices(self) -> list[int]:
         return [self.device.index or 0] if self.device.type == "cuda" else []
@@ -266,8 +257,8 @@ class Run:
     # ------------------------------------------------------------------ bookkeeping
     def accept(self, record: dict[str, Any]) -> None:
         """Record a good epoch, track the best state and write the checkpoint."""
-        self.progress.record(record, self.averaged_state)
-        self.last_good = self.snapshot()
+        self.progress.record(record, self.trained.averaged)
+        self.last_good = self.trained.snapshot(self.progress.step)
         if self.out_dir is None:
             return
         payload = self.checkpoint()  # every rank: the RNG states are gathered
@@ -276,36 +267,9 @@ class Run:
             self.progress.history_now().to_csv(self.out_dir / "history.csv")
         self.cluster.barrier()
 
-    def averaged_state(self) -> dict[str, torch.Tensor]:
-        """A copy of the model's weights — the averaged ones when ``ema`` is on."""
-        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
-            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of every trained state (the NaN guard's restore point)."""
-        return {
-            "model_state": _clone(self.model.state_dict()),
-            "objective_state": _clone(self.objective.state_dict()),
-            "optimizers": _clone(self.optimizers.state_dict()),
-            "ema": None if self.ema is None else self.ema.state_dict(),
-            "scaler": self.precision.scaler.state_dict(),
-            "step": self.progress.step,
-        }
-
-    def load(self, state: dict[str, Any]) -> None:
-        """Put a :meth:`snapshot` (or a checkpoint's weights) back."""
-        self.model.load_state_dict(state["model_state"])
-        self.objective.load_state_dict(state["objective_state"])
-        self.optimizers.load_state_dict(_clone(state["optimizers"]))
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        if state["scaler"]:
-            self.precision.scaler.load_state_dict(state["scaler"])
-        self.progress.step = state["step"]
-
     def diverge(self, epoch: int, what: list[str], cause: BaseException | None = None) -> None:
         """Restore the last good state and raise a :class:`TrainingError` that says what to try."""
-        self.load(self.last_good)
+        self.progress.step = self.trained.load(self.last_good)
         where = f"the end of epoch {epoch - 1}" if epoch > 1 else "their state before training"
         saved = str(self.checkpoint_path) if self.out_dir is not None and epoch > 1 else "none"
         raise TrainingError(
@@ -323,7 +287,7 @@ class Run:
         elif best is not None:
             logger.warning("the network grew after its best epoch: keeping the last state")
         elif self.ema is not None:
-            self.model.load_state_dict(self.averaged_state())
+            self.model.load_state_dict(self.trained.averaged())
         history = self.progress.history_now()
         if self.out_dir is not None and self.cluster.is_main:
             training = {"objective": self.objective.get_config(), **history.to_dict()}
@@ -356,9 +320,9 @@ class Run:
         check_resumable(payload, self.checkpoint_path, self.identity())
         if self.model.grow_to(payload["step"]):
             self.rebuild()
-        self.load(payload)
+        self.trained.load(payload)
         self.progress = Progress.from_dict(payload, self.device)
-        self.last_good = self.snapshot()
+        self.last_good = self.trained.snapshot(self.progress.step)
         states = payload["rng"]
         if len(states) == self.cluster.world_size:
             set_rng_state(states[self.cluster.rank])
