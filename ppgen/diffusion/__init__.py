@@ -1,0 +1,60 @@
+"""Gaussian diffusion, apart from any network: the process, its bound's terms and samplers.
+
+Core machinery shared by the diffusion models (``ppgen.models.DDPM``, ``ImprovedDDPM``) and
+their objectives (``ppgen.inference``), which may not import each other:
+
+* :mod:`~ppgen.diffusion.schedules` — noise schedules (linear, cosine);
+* :mod:`~ppgen.diffusion.process` — :class:`GaussianDiffusion` (``q_sample``, ``q_posterior``,
+  ``p_mean_variance``, respacing) and the enums :class:`Prediction` and :class:`Variance`;
+* :mod:`~ppgen.diffusion.spacing` — :func:`space_timesteps`, the one respacing function;
+* :mod:`~ppgen.diffusion.gaussians` — :func:`normal_kl` and the discretised Gaussian decoder;
+* :mod:`~ppgen.diffusion.denoising` — the :class:`DenoisingModel` protocol, the bound's terms,
+  ``L_simple`` and the strided validation estimate;
+* :mod:`~ppgen.diffusion.sampling` — the DDIM sampler.
+"""
+
+from __future__ import annotations
+
+from ppgen.diffusion.denoising import (
+    BoundTerms,
+    DenoisingModel,
+    bound_terms,
+    hybrid_terms,
+    prior_term,
+    reverse_step,
+    simple_loss,
+    step_terms,
+    strided_bound,
+    uniform_steps,
+)
+from ppgen.diffusion.gaussians import DiscretizedGaussian, level_values, normal_kl
+from ppgen.diffusion.process import GaussianDiffusion, Prediction, ReverseStep, Variance
+from ppgen.diffusion.sampling import ddim_sample, decode_last
+from ppgen.diffusion.schedules import Schedule, make_betas
+from ppgen.diffusion.spacing import SPACINGS, space_timesteps
+
+__all__ = [
+    "GaussianDiffusion",
+    "Prediction",
+    "Variance",
+    "ReverseStep",
+    "Schedule",
+    "make_betas",
+    "SPACINGS",
+    "space_timesteps",
+    "normal_kl",
+    "DiscretizedGaussian",
+    "level_values",
+    "DenoisingModel",
+    "BoundTerms",
+    "reverse_step",
+    "step_terms",
+    "prior_term",
+    "bound_terms",
+    "strided_bound",
+    "simple_loss",
+    "hybrid_terms",
+    "uniform_steps",
+    "ddim_sample",
+    "decode_last",
+]
