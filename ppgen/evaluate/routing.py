@@ -57,7 +57,8 @@ ROUTED_KINDS = (ModelKind.ENERGY, ModelKind.IMPLICIT)
 #: what an implicit model is compared with instead of a likelihood
 SAMPLE_METRICS_HINT = (
     "implicit models (GANs) define no density: compare samples instead with sample-based "
-    "metrics (FID / KID, precision-recall, MMD, classifier two-sample tests)"
+    "metrics (ppgen.metrics: FID / KID, precision-recall, density-coverage, MMD, mode "
+    "coverage; ppgen evaluate reports them)"
 )
 
 #: the tasks an entry point routes: a per-datum estimate, or the ``ppgen evaluate`` table
@@ -92,9 +93,11 @@ _ESTIMATORS: dict[ModelKind, KindEstimator] = {}
 
 
 def builtin_estimators() -> dict[ModelKind, KindEstimator]:
-    """The estimators ppgen itself provides per routed kind (none yet: AIS for energy models
-    and sample-based metrics for implicit ones are still to come)."""
-    return {}
+    """The estimators ppgen itself provides per routed kind: sample-based metrics for implicit
+    models (:func:`ppgen.metrics.implicit_report`); AIS for energy models is still to come."""
+    from ppgen.metrics.report import implicit_report
+
+    return {ModelKind.IMPLICIT: KindEstimator("sample-based metrics", report=implicit_report)}
 
 
 def register_estimator(kind: ModelKind | str, estimator: KindEstimator) -> None:
@@ -168,9 +171,7 @@ def refusal(model: GenerativeModel, task: str = "log_likelihood") -> ModelError:
     if model.kind == ModelKind.IMPLICIT:
         if task == "log_likelihood":
             return ImplicitModelError(
-                f"{name} is implicit: it has no log-likelihood or bound; {SAMPLE_METRICS_HINT} "
-                "(ppgen evaluate reports them once a sample-based metric is registered for "
-                "implicit models)"
+                f"{name} is implicit: it has no log-likelihood or bound; {SAMPLE_METRICS_HINT}"
             )
         return ImplicitModelError(
             f"{name} is implicit; {SAMPLE_METRICS_HINT}. No sample-based metric is registered "

@@ -926,11 +926,6 @@ ERROR_CASES = {
         ppgen.ImplicitModelError,
         "sample-based metrics",
     ),
-    "implicit zoo model in nll_report": (
-        lambda: nll_report(EvaluateTestGenerator(), X3[:, :2]),
-        ppgen.ImplicitModelError,
-        "sample-based metrics",
-    ),
     "NaN in a later row": (
         lambda: log_likelihood(normal_model, with_nan(X3, 4)),
         ppgen.DataError,
