@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ppgen.errors import PpgenError
+from ppgen.inference.adversarial import ADVERSARIAL_OBJECTIVES
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.variational import ELBO, IWAE
 from ppgen.objective import Objective
@@ -15,6 +16,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     MaximumLikelihood.name: MaximumLikelihood,
     ELBO.name: ELBO,
     IWAE.name: IWAE,
+    **ADVERSARIAL_OBJECTIVES,
 }
 
 

@@ -1,0 +1,363 @@
+"""Adversarial inference: fit a Pyro program by training it against a critic.
+
+The program is run *generatively* — its observed data site unconditioned
+(:class:`pyro.poutine.uncondition`), so the site samples instead of scoring — and its draws must
+be reparameterised (``rsample``) so that gradients reach the program's parameters through them.
+A critic network ``D`` compares the draws with data; the program (the *generator*) and the
+critic are two players of the training engine, with their own optimisers and a schedule of
+``n_critic`` critic updates per generator update (keyed on the checkpointed global step, so a
+resumed run continues a cycle where it stopped).
+
+The critic is the adversarial counterpart of a guide: a zoo GAN carries its own (``model.critic``,
+saved with the model, as a VAE carries its encoder); for a user's program pass one,
+``Adversarial(critic=net)``, and it is this objective's state (checkpointed with the run).
+
+Losses (``d_r = D(x)`` on data, ``d_f = D(x̃)`` on draws; ``σ`` the logistic function):
+
+========================  =========================================  ==========================
+loss                      critic minimises                           generator minimises
+========================  =========================================  ==========================
+``minimax``               ``-log σ(d_r) - log(1 - σ(d_f))``          ``log(1 - σ(d_f))``
+``non-saturating``        same                                       ``-log σ(d_f)``
+``least-squares``         ``½(d_r - 1)² + ½ d_f²``                   ``½(d_f - 1)²``
+``wgan-gp``               ``d_f - d_r + λ (|∇D(x̂)| - 1)²``           ``-d_f``
+``hinge``                 ``max(0, 1 - d_r) + max(0, 1 + d_f)``      ``-d_f``
+========================  =========================================  ==========================
+
+References: Goodfellow et al., 2014, "Generative Adversarial Nets" (arXiv:1406.2661: minimax,
+and the non-saturating generator loss); Mao et al., 2017, "Least Squares Generative Adversarial
+Networks" (arXiv:1611.04076); Gulrajani et al., 2017, "Improved Training of Wasserstein GANs"
+(arXiv:1704.00028: the gradient penalty on interpolates ``x̂``); Lim & Ye, 2017, "Geometric GAN"
+and Miyato et al., 2018 (arXiv:1802.05957: hinge); Mescheder, Geiger & Nowozin, 2018, "Which
+Training Methods for GANs do actually Converge?" (arXiv:1801.04406: the R1 penalty
+``γ/2 E|∇D(x)|²`` on data).
+
+Example:
+    >>> import torch, pyro, pyro.distributions as dist
+    >>> from ppgen.inference import ProgramModel
+    >>> def simulator(x):
+    ...     loc = pyro.param("loc", torch.tensor(0.0))
+    ...     with pyro.plate("data", x.shape[0]):
+    ...         pyro.sample("x", dist.Normal(loc, 1.0).expand([x.shape[0], 1]).to_event(1),
+    ...                     obs=x)
+    >>> model = ProgramModel(simulator, event_shape=(1,))
+    >>> objective = Adversarial("wgan-gp", critic=mlp_critic(1))
+    >>> history = ppgen.fit(model, data, objective=objective)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import Any, ClassVar
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch import nn
+from torch.nn import functional as F
+
+from ppgen.conditions import take_rows
+from ppgen.errors import ModelError, TrainingError
+from ppgen.metrics import mmd2
+from ppgen.objective import Objective, StepContext
+
+__all__ = [
+    "AdversarialLoss",
+    "Adversarial",
+    "ADVERSARIAL_OBJECTIVES",
+    "simulate",
+    "critic_losses",
+    "generator_loss",
+    "gradient_penalty",
+    "r1_penalty",
+    "mlp_critic",
+]
+
+
+class AdversarialLoss(str, Enum):
+    """The adversarial losses (see the module docstring for the formulas)."""
+
+    MINIMAX = "minimax"
+    NON_SATURATING = "non-saturating"
+    LEAST_SQUARES = "least-squares"
+    WGAN_GP = "wgan-gp"
+    HINGE = "hinge"
+
+
+# ----------------------------------------------------------------------------- the losses
+def critic_losses(loss: AdversarialLoss, d_real: torch.Tensor, d_fake: torch.Tensor
+                  ) -> torch.Tensor:
+    """The critic's loss (a scalar) from its outputs ``d_real: [B]`` and ``d_fake: [B]``."""
+    if loss in (AdversarialLoss.MINIMAX, AdversarialLoss.NON_SATURATING):
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if loss == AdversarialLoss.LEAST_SQUARES:
+        return 0.5 * ((d_real - 1).square().mean() + d_fake.square().mean())
+    if loss == AdversarialLoss.WGAN_GP:
+        return d_fake.mean() - d_real.mean()
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def generator_loss(loss: AdversarialLoss, d_fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss (a scalar) from the critic's outputs on its draws ``[B]``."""
+    if loss == AdversarialLoss.MINIMAX:
+        return -F.softplus(d_fake).mean()  # log(1 - σ(d)) = -softplus(d)
+    if loss == AdversarialLoss.NON_SATURATING:
+        return F.softplus(-d_fake).mean()  # -log σ(d)
+    if loss == AdversarialLoss.LEAST_SQUARES:
+        return 0.5 * (d_fake - 1).square().mean()
+    return -d_fake.mean()
+
+
+def _score(critic: nn.Module, x: torch.Tensor, kwargs: dict[str, torch.Tensor]
+           ) -> torch.Tensor:
+    """The critic's ``[B]`` outputs on ``x: [B, ...]`` (conditioning values as keywords)."""
+    return critic(x, **kwargs).reshape(len(x))
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     kwargs: dict[str, torch.Tensor], one_sided: bool = False) -> torch.Tensor:
+    """``E (|∇D(x̂)| - 1)²`` at random interpolates ``x̂ = u x + (1 - u) x̃`` (Gulrajani et al.).
+
+    The one-sided form ``E max(0, |∇D(x̂)| - 1)²`` (Petzka et al., 2018, "On the regularization
+    of Wasserstein GANs", arXiv:1709.08894) only penalises slopes above 1. On one-dimensional
+    data it matters: the two-sided penalty is a barrier at slope 0, so a critic that starts
+    sloping the wrong way cannot turn (it is stuck at ``D' = +1`` where ``-1`` is optimal).
+
+    Args:
+        critic: the critic ``D``.
+        real: data ``[B, ...]``; fake: detached draws ``[B, ...]``.
+        kwargs: conditioning values of the rows.
+        one_sided: penalise only gradient norms above 1.
+    """
+    mix = torch.rand([len(real)] + [1] * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    points = (mix * real + (1 - mix) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(_score(critic, points, kwargs).sum(), points, create_graph=True)
+    excess = grad.flatten(1).norm(dim=1) - 1
+    return (excess.clamp_min(0) if one_sided else excess).square().mean()
+
+
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """``E |∇D(x)|²`` on data (Mescheder et al.); ``real`` must require gradients and
+    ``d_real: [B]`` be computed from it."""
+    grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()
+
+
+def mlp_critic(num_dims: int, hidden: Sequence[int] = (64, 64), slope: float = 0.2
+               ) -> nn.Sequential:
+    """A critic for flat data ``[B, num_dims]``: a LeakyReLU MLP with one output (no
+    normalisation layers, so every gradient penalty applies)."""
+    sizes = [num_dims, *hidden]
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(slope)]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+
+
+# ----------------------------------------------------------------------------- the draws
+def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tensor] | None = None,
+             check: bool = False) -> torch.Tensor:
+    """Run ``model.model`` generatively: its data site unconditioned, one draw per row.
+
+    Args:
+        model: a :class:`~ppgen.GenerativeModel` (``model.model`` and ``model.data_site``).
+        like: data ``[B, *event_shape]``: the program gets them as its observations (for their
+            shape and device), and ``poutine.uncondition`` makes the data site sample instead.
+        kwargs: per-row conditioning values (``y: [B]``): each draw is conditioned on its row's.
+        check: refuse a program whose sample sites cannot carry gradients (no ``rsample``).
+
+    Returns:
+        The draws ``[B, *event_shape]``, differentiable with respect to the program's
+        parameters.
+
+    Raises:
+        ModelError: no sample site named ``model.data_site``; with ``check``, a sample site
+            that is not reparameterised.
+    """
+    program = poutine.uncondition(model.model)
+    trace = poutine.trace(program).get_trace(like, **(kwargs or {}))
+    site = model.data_site
+    if site not in trace.nodes or trace.nodes[site]["type"] != "sample":
+        raise ModelError(f"{type(model).__name__}'s program has no sample site {site!r} (its "
+                         "data site): name the observed site with data_site=")
+    if check:
+        _check_reparameterized(trace, type(model).__name__)
+    return trace.nodes[site]["value"]
+
+
+def _check_reparameterized(trace: Any, owner: str) -> None:
+    for name, node in trace.nodes.items():
+        if node["type"] != "sample" or site_is_subsample(node):
+            continue
+        if not getattr(node["fn"], "has_rsample", False):
+            raise ModelError(
+                f"site {name!r} of {owner}'s program ({type(node['fn']).__name__}) has no "
+                "rsample, so no gradient reaches the parameters through its draws: adversarial "
+                "training needs reparameterised sites (write the noise as a continuous base "
+                "draw pushed through a differentiable function)"
+            )
+
+
+# ----------------------------------------------------------------------------- the objective
+class Adversarial(Objective):
+    """Train a program against a critic (two players: ``"generator"`` and ``"critic"``).
+
+    Args:
+        loss: an :class:`AdversarialLoss` name: ``"minimax"``, ``"non-saturating"`` (the
+            default), ``"least-squares"``, ``"wgan-gp"`` or ``"hinge"``.
+        critic: the critic network ``D(x, **conditions) -> [B]`` or ``[B, 1]`` for a program
+            that carries none (a user's program); ``None`` uses ``model.critic``.
+        n_critic: critic updates per generator update (one batch each); default 5 for
+            ``wgan-gp``, 1 otherwise.
+        gradient_penalty: ``λ`` of the gradient penalty on interpolates; default 10 for
+            ``wgan-gp``, 0 otherwise.
+        one_sided: penalise only gradient norms above 1 (see :func:`gradient_penalty`; use it
+            for one-dimensional data).
+        r1: ``γ`` of the R1 penalty ``γ/2 E|∇D(x)|²`` on data (0: none).
+        validation_rows: validation rows the metric compares with as many draws.
+        validation_seed: seed of the validation draws (the same noise every epoch; the
+            training random streams are left untouched).
+
+    The validation metric (lower is better; early stopping and the best state use it) is the
+    unbiased squared MMD between ``validation_rows`` validation rows and as many draws, with the
+    median-heuristic Gaussian kernel (:func:`ppgen.metrics.mmd2`). With ``ema`` the engine
+    averages the generator's weights only (:meth:`ema_parameters`).
+    """
+
+    name = "adversarial"
+    #: the loss of this registered name, or ``None`` when the ``loss`` argument chooses it
+    fixed_loss: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        loss: str | None = None,
+        critic: nn.Module | None = None,
+        n_critic: int | None = None,
+        gradient_penalty: float | None = None,
+        one_sided: bool = False,
+        r1: float = 0.0,
+        validation_rows: int = 2048,
+        validation_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.loss_kind = self._loss_of(loss)
+        wgan = self.loss_kind == AdversarialLoss.WGAN_GP
+        self.critic = critic
+        self.n_critic = (5 if wgan else 1) if n_critic is None else int(n_critic)
+        self.gp_weight = (10.0 if wgan else 0.0) if gradient_penalty is None else float(
+            gradient_penalty)
+        self.one_sided, self.r1 = bool(one_sided), float(r1)
+        self.validation_rows, self.validation_seed = int(validation_rows), int(validation_seed)
+        if self.n_critic < 1 or self.gp_weight < 0 or self.r1 < 0 or self.validation_rows < 2:
+            raise TrainingError("n_critic >= 1, gradient_penalty >= 0, r1 >= 0 and "
+                             "validation_rows >= 2 are required")
+        self._checked = False
+
+    def _loss_of(self, loss: str | None) -> AdversarialLoss:
+        if self.fixed_loss is not None and loss not in (None, self.fixed_loss):
+            raise TrainingError(f"objective {self.name!r} is the {self.fixed_loss} loss; use "
+                             f"'adversarial' to choose another (loss={loss!r})")
+        loss = self.fixed_loss or loss or AdversarialLoss.NON_SATURATING.value
+        try:
+            return AdversarialLoss(loss)
+        except ValueError:
+            known = ", ".join(v.value for v in AdversarialLoss)
+            raise TrainingError(f"unknown adversarial loss {loss!r}; use one of {known}") from None
+
+    # ----------------------------------------------------------------- players
+    def critic_of(self, model: nn.Module) -> nn.Module:
+        """The critic: this objective's, else the one the model carries (``model.critic``)."""
+        if self.critic is not None:
+            return self.critic
+        critic = getattr(model, "critic", None)
+        if not isinstance(critic, nn.Module):
+            raise ModelError(
+                f"{type(model).__name__} carries no critic: pass one to the objective, e.g. "
+                "Adversarial('wgan-gp', critic=mlp_critic(num_dims)) from ppgen.inference"
+            )
+        return critic
+
+    def param_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
+        """``{"generator": the model's parameters but the critic's, "critic": the critic's}``."""
+        critic = list(self.critic_of(model).parameters())
+        ids = {id(p) for p in critic}
+        return {"generator": [p for p in model.parameters() if id(p) not in ids],
+                "critic": critic}
+
+    def updates(self, step: int, groups: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """A critic update every step, a generator update every ``n_critic``-th step."""
+        last = step % self.n_critic == self.n_critic - 1
+        return [("critic",)] + ([("generator",)] if last else [])
+
+    def ema_parameters(self, model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
+        """The generator's parameters (the critic is never averaged)."""
+        ids = {id(p) for p in self.critic_of(model).parameters()}
+        return [(n, p) for n, p in model.named_parameters() if id(p) not in ids]
+
+    # ----------------------------------------------------------------- losses
+    def losses(self, model: nn.Module, batch: torch.Tensor, context: StepContext,
+               **kwargs: Any) -> dict[str, torch.Tensor]:
+        """The critic's loss (``context.update == ("critic",)``) or the generator's."""
+        if context.update == ("generator",):
+            return self.generator_step(model, batch, kwargs)
+        return self.critic_step(model, batch, kwargs)
+
+    def generator_step(self, model: nn.Module, batch: torch.Tensor,
+                       kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": generator loss}`` on fresh differentiable draws, one per row of ``batch``."""
+        fake = simulate(model, batch, kwargs, check=not self._checked)
+        self._checked = True
+        d_fake = _score(self.critic_of(model), fake, kwargs)
+        return {"loss": generator_loss(self.loss_kind, d_fake)}
+
+    def critic_step(self, model: nn.Module, batch: torch.Tensor,
+                    kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": critic loss + penalties, "gap": E d_r - E d_f, "penalty": ...}``."""
+        critic = self.critic_of(model)
+        with torch.no_grad():
+            fake = simulate(model, batch, kwargs)
+        real = batch.detach().requires_grad_(self.r1 > 0)
+        d_real, d_fake = _score(critic, real, kwargs), _score(critic, fake, kwargs)
+        loss = critic_losses(self.loss_kind, d_real, d_fake)
+        out = {"gap": (d_real.mean() - d_fake.mean()).detach()}
+        if self.gp_weight > 0:
+            penalty = gradient_penalty(critic, batch, fake, kwargs, self.one_sided)
+            loss = loss + self.gp_weight * penalty
+            out["penalty"] = penalty.detach()
+        if self.r1 > 0:
+            r1 = r1_penalty(d_real, real)
+            loss = loss + 0.5 * self.r1 * r1
+            out["r1"] = r1.detach()
+        return {"loss": loss, **out}
+
+    def validation_metric(self, model: nn.Module, data: torch.Tensor, **kwargs: Any
+                          ) -> torch.Tensor:
+        """Unbiased squared MMD between validation rows and as many draws (lower is better)."""
+        rows = data[: self.validation_rows]
+        kwargs = take_rows(kwargs, slice(0, self.validation_rows))
+        devices = [data.device.index or 0] if data.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.validation_seed)
+            fake = simulate(model, rows, kwargs)
+        return mmd2(rows, fake)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "loss": self.loss_kind.value, "n_critic": self.n_critic,
+                "gradient_penalty": self.gp_weight, "one_sided": self.one_sided, "r1": self.r1,
+                "validation_rows": self.validation_rows,
+                "validation_seed": self.validation_seed}
+
+
+def _named(loss: AdversarialLoss) -> type[Adversarial]:
+    """The objective registered under the loss's own name (``objective="wgan-gp"``)."""
+    doc = f"The adversarial objective with the {loss.value} loss (see :class:`Adversarial`)."
+    return type(f"Adversarial_{loss.name}", (Adversarial,),
+                {"name": loss.value, "fixed_loss": loss.value, "__doc__": doc,
+                 "__module__": __name__})
+
+
+#: the adversarial objectives by registered name: ``"adversarial"`` (any loss) and each loss
+ADVERSARIAL_OBJECTIVES: dict[str, type[Adversarial]] = {
+    Adversarial.name: Adversarial, **{loss.value: _named(loss) for loss in AdversarialLoss}}
+
