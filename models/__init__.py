@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
 from ppgen.models.dequantization import Dequantized
+from ppgen.models.diffusion import DDPM, ImprovedDDPM
 from ppgen.models.discrete import (
     FullJoint,
     IndependentBernoulli,
@@ -34,4 +35,5 @@ __all__ = [
     "PixelCNN",
     "PixelRNN",
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
+    "DDPM", "ImprovedDDPM",
 ]

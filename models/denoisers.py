@@ -1,0 +1,224 @@
+"""Denoiser networks of the diffusion models: ``network(x_t, time) -> output``.
+
+Both take a noisy datum ``x_t: [..., D]`` (flat) and its time ``t / T`` in ``(0, 1]`` (a scalar
+or one per datum, broadcast against ``x_t``'s batch shape) and return ``[..., out_dims]``; the
+time enters through a sinusoidal embedding (Vaswani et al., 2017, as in Ho et al., 2020) and
+an MLP. The output layer starts at zero, so a new model predicts zero noise (and the middle of
+a learned variance range).
+
+* :class:`MLPDenoiser` — residual MLP blocks (pre-norm, time added in each block) for flat data:
+  2-D toys, tabular data, flattened images.
+* :class:`UNetDenoiser` — a small U-Net (Ronneberger et al., 2015; the residual, GroupNorm,
+  time-conditioned blocks of Ho et al., 2020) for small images such as the 8x8 digits: two
+  resolutions, one skip connection per block.
+
+:func:`build_denoiser` builds either from a JSON-able options dict (a model's ``denoiser``
+argument).
+
+Example:
+    >>> net = build_denoiser(64, 64, (8, 8), {"kind": "unet", "channels": 16})
+    >>> net(torch.zeros(3, 64), torch.tensor(0.5)).shape
+    torch.Size([3, 64])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["DENOISERS", "build_denoiser", "MLPDenoiser", "UNetDenoiser", "TimeEmbedding"]
+
+#: the denoiser families by ``kind``
+DENOISERS = ("mlp", "unet")
+
+
+class TimeEmbedding(nn.Module):
+    """``time: [...]`` in ``(0, 1]`` -> ``[..., dim]``: sinusoids of ``1000 t`` then an MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim, 4 * dim), nn.SiLU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=time.device,
+                                                            dtype=time.dtype) / half)
+        angles = 1000.0 * time.unsqueeze(-1) * freqs
+        return self.net(torch.cat([angles.sin(), angles.cos()], dim=-1))
+
+
+def _zero(layer: nn.Module) -> nn.Module:
+    for p in layer.parameters():
+        nn.init.zeros_(p)
+    return layer
+
+
+def _flat_times(x: torch.Tensor, time: torch.Tensor, event_dims: int) -> torch.Tensor:
+    """``time`` broadcast to ``x``'s batch shape and flattened: ``[B]``."""
+    batch = x.shape[: x.dim() - event_dims]
+    return time.to(x.dtype).expand(batch).reshape(-1)
+
+
+class _ResidualBlock(nn.Module):
+    """``h + f(h, t)``: LayerNorm, SiLU, Linear, + time, LayerNorm, SiLU, dropout, Linear."""
+
+    def __init__(self, width: int, time_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.fc1, self.fc2 = nn.Linear(width, width), _zero(nn.Linear(width, width))
+        self.time = nn.Linear(time_dim, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        z = self.fc1(F.silu(self.norm1(h))) + self.time(F.silu(emb))
+        return h + self.fc2(self.dropout(F.silu(self.norm2(z))))
+
+
+class MLPDenoiser(nn.Module):
+    """A residual MLP with a time embedding, for flat data.
+
+    Args:
+        num_dims: ``D``, inputs.
+        out_dims: outputs (``D``, or ``2 D`` with a learned variance).
+        width: hidden width.
+        blocks: residual blocks.
+        dropout: dropout rate inside each block (training mode only).
+        time_dim: size of the time embedding.
+    """
+
+    def __init__(self, num_dims: int, out_dims: int, width: int = 256, blocks: int = 4,
+                 dropout: float = 0.0, time_dim: int = 128) -> None:
+        super().__init__()
+        self.embed = TimeEmbedding(time_dim)
+        self.input = nn.Linear(num_dims, width)
+        self.blocks = nn.ModuleList(_ResidualBlock(width, time_dim, dropout)
+                                    for _ in range(blocks))
+        self.norm = nn.LayerNorm(width)
+        self.output = _zero(nn.Linear(width, out_dims))
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        """``x: [..., D]``, ``time`` broadcastable to ``[...]`` -> ``[..., out_dims]``."""
+        emb = self.embed(_flat_times(x, time, 1))
+        h = self.input(x.reshape(-1, x.shape[-1]))
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.output(F.silu(self.norm(h))).reshape(*x.shape[:-1], -1)
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(channels, 8)
+
+
+class _ConvBlock(nn.Module):
+    """A residual convolution block with the time added per channel (Ho et al., 2020)."""
+
+    def __init__(self, c_in: int, c_out: int, time_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.GroupNorm(_groups(c_in), c_in), nn.GroupNorm(
+            _groups(c_out), c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.time = nn.Linear(time_dim, c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        z = self.conv1(F.silu(self.norm1(h))) + self.time(F.silu(emb))[:, :, None, None]
+        return self.skip(h) + self.conv2(self.dropout(F.silu(self.norm2(z))))
+
+
+class UNetDenoiser(nn.Module):
+    """A small U-Net for images ``[C, H, W]`` (even ``H``, ``W``) given flat ``[..., C H W]``.
+
+    Two resolutions (``H x W`` with ``channels``, ``H/2 x W/2`` with ``2 channels``),
+    ``blocks`` residual blocks on each on the way down and ``blocks`` on the way up, each
+    up-block reading the skip of its down-block.
+
+    Args:
+        image_shape: ``(H, W)`` or ``(C, H, W)``.
+        out_multiplier: output channels per input channel (2 with a learned variance).
+        channels: width at full resolution.
+        blocks: residual blocks per resolution and direction.
+        dropout: dropout rate in the blocks.
+        time_dim: size of the time embedding.
+    """
+
+    def __init__(self, image_shape: Sequence[int], out_multiplier: int = 1, channels: int = 64,
+                 blocks: int = 2, dropout: float = 0.0, time_dim: int = 128) -> None:
+        super().__init__()
+        shape = tuple(image_shape)
+        self.shape = (1, *shape) if len(shape) == 2 else shape
+        c_img, c = self.shape[0], channels
+        self.embed = TimeEmbedding(time_dim)
+        self.input = nn.Conv2d(c_img, c, 3, padding=1)
+        self.down_hi = nn.ModuleList(_ConvBlock(c, c, time_dim, dropout) for _ in range(blocks))
+        self.downsample = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.down_lo = nn.ModuleList(_ConvBlock(2 * c, 2 * c, time_dim, dropout)
+                                     for _ in range(blocks))
+        self.middle = _ConvBlock(2 * c, 2 * c, time_dim, dropout)
+        self.up_lo = nn.ModuleList(_ConvBlock(4 * c, 2 * c, time_dim, dropout)
+                                   for _ in range(blocks))
+        self.upsample = nn.Conv2d(2 * c, c, 3, padding=1)
+        self.up_hi = nn.ModuleList(_ConvBlock(2 * c, c, time_dim, dropout) for _ in range(blocks))
+        self.norm = nn.GroupNorm(_groups(c), c)
+        self.output = _zero(nn.Conv2d(c, c_img * out_multiplier, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        """``x: [..., C H W]``, ``time`` broadcastable to ``[...]`` -> ``[..., mult C H W]``
+        (channel-major: the first ``C H W`` outputs are the prediction)."""
+        emb = self.embed(_flat_times(x, time, 1))
+        h = self.input(x.reshape(-1, *self.shape))
+        h, skips = self._down(h, emb)
+        h = self.middle(h, emb)
+        h = self._up(h, emb, skips)
+        out = self.output(F.silu(self.norm(h)))
+        return out.reshape(*x.shape[:-1], -1)
+
+    def _down(self, h, emb):
+        skips = []
+        for block in self.down_hi:
+            h = block(h, emb)
+            skips.append(h)
+        h = self.downsample(h)
+        for block in self.down_lo:
+            h = block(h, emb)
+            skips.append(h)
+        return h, skips
+
+    def _up(self, h, emb, skips):
+        for block in self.up_lo:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        h = self.upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        for block in self.up_hi:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        return h
+
+
+def build_denoiser(num_dims: int, out_dims: int, image_shape: Sequence[int] | None,
+                   options: dict[str, Any] | None = None) -> nn.Module:
+    """The denoiser ``options`` describe (``{"kind": "mlp" | "unet", **its arguments}``).
+
+    The default kind is ``"unet"`` for images (``image_shape`` given), ``"mlp"`` otherwise.
+
+    Raises:
+        ValueError: an unknown kind, a U-Net without an image shape, or unknown arguments.
+    """
+    options = dict(options or {})
+    kind = options.pop("kind", "unet" if image_shape else "mlp")
+    if kind not in DENOISERS:
+        raise ValueError(f"unknown denoiser kind {kind!r}: use one of {DENOISERS}")
+    try:
+        if kind == "mlp":
+            return MLPDenoiser(num_dims, out_dims, **options)
+        if not image_shape or math.prod(image_shape) != num_dims:
+            raise ValueError(f"a U-Net denoiser needs image_shape with {num_dims} pixels, got "
+                             f"{image_shape}: pass image_shape or use kind='mlp'")
+        return UNetDenoiser(image_shape, out_dims // num_dims, **options)
+    except TypeError as err:
+        raise ValueError(f"bad options for the {kind} denoiser: {err}") from err

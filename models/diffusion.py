@@ -1,0 +1,351 @@
+"""Diffusion models as Pyro programs whose bound comes from the shared evaluation layer.
+
+A diffusion model is a latent-variable model with ``T`` latent sites (Sohl-Dickstein et al.,
+2015; Ho et al., 2020). The generative program is the reverse chain::
+
+    x_T ~ N(0, I);   x_{t-1} ~ p(x_{t-1} | x_t), t = T..2;   x ~ p(x_0 | x_1)   (the data)
+
+and the guide is the forward process written in posterior order::
+
+    x_T ~ q(x_T | x_0);   x_{t-1} ~ q(x_{t-1} | x_t, x_0), t = T..2
+
+so every latent site pairs two Gaussians with the same conditioning, and
+``ppgen.elbo(model, None, x, analytic_kl=True)`` *is* the variational bound ``L_T + sum_t
+L_{t-1} + L_0`` per datum, in nats, with no estimator of its own. Sites are named ``"x_t"`` with
+the paper's ``t`` (``"x_1000"`` .. ``"x_1"``); the data site is ``"x"``. The same terms, written
+directly, are :meth:`DDPM.bound_terms` (one network pass per step, no Pyro).
+
+Data: integer levels ``0..K-1`` (the digits' 17) live at ``-1 + 2k / (K - 1)`` in model space
+and the decoder is the discretised Gaussian over the levels (bins of half-width ``1 / (K - 1)``,
+edge bins to infinity; :class:`~ppgen.diffusion.DiscretizedGaussian`); real data are divided by
+``data_scale`` and decoded by a Gaussian density (back in data units).
+
+Training minimises ``L_simple`` (``"diffusion-simple"``) or ``L_hybrid`` (``"diffusion-hybrid"``)
+from ``ppgen.inference``, which read the model through
+:class:`~ppgen.diffusion.DenoisingModel`. Sampling: ``sample(n)`` runs the program
+(ancestral, all ``T`` steps); ``sample(n, sampler="ddim", steps=50, eta=0.0)`` runs DDIM on a
+respaced process over the same network.
+
+Example:
+    >>> model = DDPM(4, num_steps=50, num_levels=5, denoiser={"width": 16, "blocks": 1})
+    >>> model.sample(3, sampler="ddim", steps=10).shape
+    torch.Size([3, 4])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from ppgen.data.validate import validate
+from ppgen.diffusion import (
+    BoundTerms,
+    DiscretizedGaussian,
+    GaussianDiffusion,
+    Prediction,
+    Schedule,
+    Variance,
+    bound_terms,
+    ddim_sample,
+    make_betas,
+    reverse_step,
+    space_timesteps,
+)
+from ppgen.errors import ModelError
+from ppgen.models.denoisers import build_denoiser
+from ppgen.protocol import GenerativeModel, ModelKind
+
+if TYPE_CHECKING:
+    from ppgen.data import DataInfo
+
+__all__ = ["DDPM", "ImprovedDDPM", "SAMPLERS", "DIFFUSION_LIKELIHOODS"]
+
+#: the samplers of ``sample(n, sampler=...)``
+SAMPLERS = ("ancestral", "ddim")
+#: what the data are: integer levels (discretised decoder) or reals (Gaussian decoder)
+DIFFUSION_LIKELIHOODS = ("categorical", "continuous")
+
+
+class DDPM(GenerativeModel):
+    """Denoising diffusion probabilistic model (Ho, Jain & Abbeel, 2020, arXiv:2006.11239).
+
+    Noise prediction, the linear schedule with ``T = 1000``, a fixed reverse variance, trained
+    on ``L_simple``. Every choice is an argument, so the same class also runs the variants the
+    later papers compare (``prediction="v"``, ``schedule="cosine"``, ...).
+
+    Args:
+        num_dims: ``D``, the size of one flat datum.
+        num_steps: ``T``.
+        schedule: ``"linear"`` or ``"cosine"`` (:class:`~ppgen.diffusion.Schedule`).
+        likelihood: ``"categorical"`` (integer levels ``0..K-1``) or ``"continuous"``.
+        num_levels: ``K`` for levels (17 for the digits).
+        image_shape: ``(H, W)`` or ``(C, H, W)`` of flat images (the U-Net denoiser's shape).
+        data_scale: real data are divided by it to enter model space.
+        prediction: ``"epsilon"``, ``"x0"`` or ``"v"`` (:class:`~ppgen.diffusion.Prediction`).
+        variance: ``"fixed-large"``, ``"fixed-small"`` or ``"learned-range"``
+            (:class:`~ppgen.diffusion.Variance`).
+        denoiser: options of the network (:func:`~ppgen.models.denoisers.build_denoiser`,
+            e.g. ``{"kind": "unet", "channels": 32}``); default a U-Net for images, an MLP
+            otherwise.
+
+    Example:
+        >>> import ppgen
+        >>> model = DDPM(4, num_steps=20, num_levels=5, denoiser={"width": 16, "blocks": 1})
+        >>> x = torch.randint(0, 5, (3, 4))
+        >>> ppgen.elbo(model, None, x, analytic_kl=True).shape  # the bound, nats per datum
+        torch.Size([3])
+    """
+
+    kind = ModelKind.LATENT
+    default_objective = "diffusion-simple"
+    #: the digits recipe (benchmarks/diffusion.py)
+    fit_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 100,
+        "epochs": 400, "patience": 50, "ema": 0.999, "warmup_steps": 200,
+        "lr_schedule": "cosine", "max_grad_norm": 1.0,
+    }
+    #: the bound costs one network pass per step: one particle, chunks of 128 rows
+    evaluation_defaults: ClassVar[dict[str, Any]] = {"num_particles": 1, "batch_size": 128}
+    sample_options: ClassVar[dict[str, Any]] = {
+        "sampler": "ancestral", "steps": None, "eta": 0.0, "spacing": "trailing",
+    }
+
+    def __init__(
+        self,
+        num_dims: int,
+        num_steps: int = 1000,
+        schedule: str = "linear",
+        likelihood: str = "categorical",
+        num_levels: int | None = None,
+        image_shape: Sequence[int] | None = None,
+        data_scale: float = 1.0,
+        prediction: str = "epsilon",
+        variance: str = "fixed-large",
+        denoiser: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_args(num_dims, num_steps, likelihood, num_levels, data_scale)
+        self.num_dims, self.num_steps, self.likelihood = num_dims, num_steps, likelihood
+        self.num_levels, self.data_scale = num_levels, data_scale
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.schedule, self.prediction, self.variance = schedule, prediction, variance
+        self.denoiser = None if denoiser is None else dict(denoiser)
+        self.process = _process(schedule, num_steps, prediction, variance,
+                                clip=likelihood == "categorical")
+        out = num_dims * self.process.output_multiplier
+        self.network = _network(num_dims, out, self.image_shape, self.denoiser)
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+        self.register_buffer("_one", torch.ones(()), persistent=False)
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """``[D]``: one flat datum."""
+        return torch.Size([self.num_dims])
+
+    # ----------------------------------------------------------------- DenoisingModel
+    def denoise(self, x_t: torch.Tensor, s: int | torch.Tensor,
+                process: GaussianDiffusion | None = None) -> torch.Tensor:
+        """The network's output ``[..., D]`` (``[..., 2 D]`` with a learned variance) at
+        ``x_t: [..., D]`` and step index ``s`` of ``process`` (default: the model's)."""
+        process = self.process if process is None else process
+        return self.network(x_t, process.times[s])
+
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Data ``[N, D]`` -> ``x_0`` in model space: levels to ``[-1, 1]``, reals divided by
+        ``data_scale``."""
+        x = x.to(self._one.dtype)
+        if self.likelihood == "categorical":
+            return 2 * x / (self.num_levels - 1) - 1
+        return x / self.data_scale
+
+    def decoder(self, mean: torch.Tensor, log_scale: torch.Tensor) -> dist.TorchDistribution:
+        """``p(x_0 | x_1)``: batch ``mean.shape[:-1]``, event ``[D]``, in data units."""
+        scale = torch.exp(log_scale).expand_as(mean)
+        if self.likelihood == "categorical":
+            return DiscretizedGaussian(mean, scale, self.num_levels).to_event(1)
+        return dist.Normal(self.data_scale * mean, self.data_scale * scale).to_event(1)
+
+    # ----------------------------------------------------------------- Pyro programs
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+        """The reverse chain ``x_T ~ N(0, I)``, ``x_{t-1} ~ p(x_{t-1} | x_t)``, ``x ~ p(x_0 |
+        x_1)``: ``x`` observed ``[N, D]`` or generated (``num_samples`` rows)."""
+        return self.reverse_program(self.process, x, num_samples)
+
+    def reverse_program(self, process: GaussianDiffusion, x: torch.Tensor | None = None,
+                        num_samples: int | None = None) -> torch.Tensor:
+        """:meth:`model` on ``process`` (the model's own or a respaced one; latent sites are
+        named by the step number of ``process``)."""
+        n = x.shape[0] if x is not None else (num_samples or 1)
+        T = process.num_timesteps
+        with pyro.plate("data", n, device=self.device):
+            prior = dist.Normal(self._zero, self._one).expand([n, self.num_dims]).to_event(1)
+            x_t = pyro.sample(f"x_{T}", prior)
+            for s in range(T - 1, 0, -1):
+                step = reverse_step(self, x_t, s, process)
+                x_t = pyro.sample(f"x_{s}", dist.Normal(step.mean, step.scale).to_event(1))
+            step = reverse_step(self, x_t, 0, process)
+            decoder = self.decoder(step.mean, 0.5 * step.log_variance)
+            return pyro.sample(self.data_site, decoder, obs=x)
+
+    def guide(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward process in posterior order: ``x_T ~ q(x_T | x_0)``, then ``x_{t-1} ~
+        q(x_{t-1} | x_t, x_0)`` down to ``x_1``; ``x: [N, D]`` data."""
+        x0 = self.to_model_space(x)
+        T = self.process.num_timesteps
+        with pyro.plate("data", x.shape[0], device=self.device):
+            mean, _, log_var = self.process.q_mean_variance(x0, T - 1)
+            x_t = pyro.sample(f"x_{T}", _normal(mean, log_var))
+            for s in range(T - 1, 0, -1):
+                mean, _, log_var = self.process.q_posterior(x0, x_t, s)
+                x_t = pyro.sample(f"x_{s}", _normal(mean, log_var))
+        return x_t
+
+    # ----------------------------------------------------------------- the bound
+    @torch.no_grad()
+    def bound_terms(self, x: Any) -> BoundTerms:
+        """The bound's terms of data ``x: [N, D]`` in nats (no dropout): ``prior`` ``[N]`` and
+        ``steps`` ``[N, T]`` (column ``t - 1`` is ``L_{t-1}``; column 0 the decoder's
+        ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step."""
+        x = self.check_data(x).to(self.device)
+        with _eval_mode(self):
+            return bound_terms(self, x)
+
+    # ----------------------------------------------------------------- sampling
+    def sampling_process(self, steps: int | None = None,
+                         spacing: str | Sequence[int] = "trailing") -> GaussianDiffusion:
+        """The model's process, or its respacing to ``steps`` steps (``spacing``: see
+        :func:`~ppgen.diffusion.space_timesteps`)."""
+        if steps is None and isinstance(spacing, str) and not spacing.startswith("ddim"):
+            return self.process
+        try:
+            kept = space_timesteps(self.num_steps, steps, spacing)
+        except ValueError as err:
+            raise ModelError(str(err)) from err
+        return self.process if len(kept) == self.num_steps else self.process.respace(kept)
+
+    def generate(self, n: int, sampler: str = "ancestral", steps: int | None = None,
+                 eta: float = 0.0, spacing: str = "trailing") -> torch.Tensor:
+        """``n`` samples ``[n, D]`` (levels or reals): ``"ancestral"`` runs the program on the
+        (respaced) process; ``"ddim"`` runs DDIM with ``eta`` (see :mod:`ppgen.diffusion`)."""
+        if sampler not in SAMPLERS:
+            raise ModelError(f"unknown sampler {sampler!r}: use one of {SAMPLERS}")
+        if eta < 0:
+            raise ModelError(f"eta must be >= 0, got {eta}")
+        process = self.sampling_process(steps, spacing)
+        with _eval_mode(self):
+            if sampler == "ddim":
+                x_T = torch.randn(n, self.num_dims, device=self.device, dtype=self._one.dtype)
+                return ddim_sample(self, process, x_T, eta)
+            trace = poutine.trace(self.reverse_program).get_trace(process, None, n)
+            return trace.nodes[self.data_site]["value"]
+
+    # ----------------------------------------------------------------- data
+    def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
+        """Validate ``x: [N, D]``: integer levels ``0..K-1`` (returned ``long``) or reals.
+
+        Raises:
+            DataError: wrong shape, NaN/inf, or values outside the levels.
+        """
+        x = validate(x, self.likelihood, num_levels=self.num_levels,
+                     event_shape=(self.num_dims,), name=name)
+        return x if self.likelihood == "categorical" else self.in_model_dtype(x)
+
+    @classmethod
+    def for_data(cls, info: DataInfo, **kwargs: Any) -> DDPM:
+        """The model for flat data described by ``info``: levels (categorical, or binary as 2
+        levels) or reals; ``info.image_shape`` selects the U-Net. ``kwargs`` override.
+
+        Raises:
+            ModelError: data with more than one event dimension (flatten them first).
+        """
+        if len(info.event_shape) != 1:
+            raise ModelError(f"{cls.__name__} models flat data but one datum has shape "
+                             f"{tuple(info.event_shape)}: flatten the data to [N, D] first")
+        args: dict[str, Any] = {"num_dims": info.num_dims, "image_shape": info.image_shape}
+        if info.likelihood == "continuous":
+            args["likelihood"] = "continuous"
+        else:
+            args["likelihood"] = "categorical"
+            args["num_levels"] = 2 if info.likelihood == "bernoulli" else info.num_levels
+        return cls(**{**args, **kwargs})
+
+
+class ImprovedDDPM(DDPM):
+    """Improved DDPM (Nichol & Dhariwal, 2021, "Improved Denoising Diffusion Probabilistic
+    Models", arXiv:2102.09672): the cosine schedule, the reverse variance learned as an
+    interpolation between ``beta_t`` and ``beta~_t`` in the log domain (eq. 15), trained on
+    ``L_hybrid = L_simple + 0.001 L_vlb`` with the stop-gradient on the mean in ``L_vlb``.
+
+    The arguments are :class:`DDPM`'s with those defaults.
+    """
+
+    default_objective = "diffusion-hybrid"
+
+    def __init__(
+        self,
+        num_dims: int,
+        num_steps: int = 1000,
+        schedule: str = "cosine",
+        likelihood: str = "categorical",
+        num_levels: int | None = None,
+        image_shape: Sequence[int] | None = None,
+        data_scale: float = 1.0,
+        prediction: str = "epsilon",
+        variance: str = "learned-range",
+        denoiser: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(num_dims, num_steps, schedule, likelihood, num_levels, image_shape,
+                         data_scale, prediction, variance, denoiser)
+
+
+def _normal(mean: torch.Tensor, log_var: torch.Tensor) -> dist.TorchDistribution:
+    return dist.Normal(mean, torch.exp(0.5 * log_var)).to_event(1)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Dropout off for a deterministic pass; the training flag restored afterwards."""
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)
+
+
+def _process(schedule: str, T: int, prediction: str, variance: str,
+             clip: bool) -> GaussianDiffusion:
+    """The model's process, refusing unknown names with the valid ones."""
+    for value, enum in ((schedule, Schedule), (prediction, Prediction), (variance, Variance)):
+        if value not in {e.value for e in enum}:
+            raise ModelError(f"unknown {enum.__name__.lower()} {value!r}: use one of "
+                             f"{[e.value for e in enum]}")
+    return GaussianDiffusion(make_betas(schedule, T), prediction, variance, clip=clip)
+
+
+def _network(num_dims: int, out: int, image_shape, options) -> nn.Module:
+    try:
+        return build_denoiser(num_dims, out, image_shape, options)
+    except ValueError as err:
+        raise ModelError(str(err)) from err
+
+
+def _check_args(num_dims: int, num_steps: int, likelihood: str, num_levels: int | None,
+                data_scale: float) -> None:
+    """Refuse sizes and likelihoods that cannot build a diffusion model."""
+    if likelihood not in DIFFUSION_LIKELIHOODS:
+        raise ModelError(f"unknown likelihood {likelihood!r}: use one of "
+                         f"{DIFFUSION_LIKELIHOODS} (binary data are 2 levels)")
+    if likelihood == "categorical" and (num_levels is None or num_levels < 2):
+        raise ModelError("levels data need num_levels >= 2 (17 for the digits)")
+    if num_dims < 1 or num_steps < 1:
+        raise ModelError("num_dims and num_steps must be >= 1")
+    if not data_scale > 0:
+        raise ModelError(f"data_scale must be positive, got {data_scale}")
