@@ -7,10 +7,12 @@ every likelihood or bound they need comes from the evaluation layer (:mod:`ppgen
 from __future__ import annotations
 
 from ppgen.inference.adversarial import Adversarial, AdversarialLoss, mlp_critic
+from ppgen.inference.diffusion import DiffusionHybrid, DiffusionSimple
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.program_model import ProgramModel
 from ppgen.inference.registry import OBJECTIVES, make_objective
 from ppgen.inference.variational import ELBO, IWAE
 
 __all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective", "Adversarial",
-           "AdversarialLoss", "mlp_critic", "ProgramModel"]
+           "AdversarialLoss", "mlp_critic", "ProgramModel",
+           "DiffusionSimple", "DiffusionHybrid"]

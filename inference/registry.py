@@ -6,6 +6,7 @@ from typing import Any
 
 from ppgen.errors import PpgenError
 from ppgen.inference.adversarial import ADVERSARIAL_OBJECTIVES
+from ppgen.inference.diffusion import DIFFUSION_OBJECTIVES
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.variational import ELBO, IWAE
 from ppgen.objective import Objective
@@ -16,6 +17,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     MaximumLikelihood.name: MaximumLikelihood,
     ELBO.name: ELBO,
     IWAE.name: IWAE,
+    **DIFFUSION_OBJECTIVES,
     **ADVERSARIAL_OBJECTIVES,
 }
 
