@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ppgen.api import fit, load
 from ppgen.errors import (
+    ArgumentError,
     CheckpointError,
     DataError,
     ImplicitModelError,
@@ -37,6 +38,7 @@ __all__ = [
     "GenerativeModel",
     "ModelKind",
     "PpgenError",
+    "ArgumentError",
     "DataError",
     "ModelError",
     "ImplicitModelError",

@@ -13,6 +13,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -193,7 +194,8 @@ def _add_sample(sub) -> None:
                    "DIR/samples.png)")
     p.add_argument("--npy", default=None, help="also save the samples to this .npy file")
     p.add_argument("--label", type=int, default=None,
-                   help="class to sample from a class-conditional model (default: each in turn)")
+                   help="class to sample from a class-conditional model (default: every "
+                   "class, one row of the grid each)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="sampler option, e.g. --set num_steps=50 (JSON values)")
     _add_common(p)
@@ -249,7 +251,8 @@ def _add_posterior(sub) -> None:
         "DIR/posterior.nc (ArviZ InferenceData), DIR/report.txt and diagnostic PNGs.",
     )
     p.add_argument("spec", metavar="FILE.py:FUNCTION", help="the model program to analyse")
-    p.add_argument("--data", required=True, help="observed data, a .npy or .csv file")
+    p.add_argument("--data", required=True, help="observed data, a .npy or .csv file (a "
+                   "one-column CSV is a vector [N])")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--method", choices=["nuts", "hmc", "svi"], default="nuts")
     p.add_argument("--guide", choices=["normal", "mvn", "flow"], default="normal",
@@ -358,8 +361,8 @@ def _fit(args: argparse.Namespace) -> int:
                    objective=_objective_used(model, args, out / "model.pt"),
                    run=_provenance(args))
     _write_json(out / "metrics.json", metrics)
-    plots.save(plots.training_curves(history, title=f"{model.name} on {data.info.name}"),
-               out / "curves.png")
+    plots.save(plots.training_curves(history, title=f"{model.name} on {data.info.name}",
+                                     objective=metrics["objective"]), out / "curves.png")
     print(f"trained {model.name} ({len(history)} epochs); best val loss "
           f"{_fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
     return 0
@@ -567,22 +570,40 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise _Usage(f"--label needs a class-conditional model; {model.name} is "
                          "unconditional")
         options.update(_label_kwargs(model, args.label))
+    rows = _class_rows(model, args.num_samples, options)
     samples = model.sample(args.num_samples, **options).cpu()
-    _plot_samples(samples, extra, out, model.name, model)
+    _plot_samples(samples, extra, out, model.name, model, rows)
     if npy is not None:
         _atomic(npy, lambda f: np.save(f, samples.numpy()))
     print(f"wrote {args.num_samples} samples to {out}" + (f" and {args.npy}" if args.npy else ""))
     return 0
 
 
-def _plot_samples(samples, extra: dict, out: Path, name: str, model=None) -> None:
+def _class_rows(model, n: int, options: dict[str, Any]) -> tuple[int, list[str]] | None:
+    """A class-conditional model sampled without a label: the classes in blocks, so that each
+    row of the grid is one class; returns ``(images per row, row labels)`` (``options`` gets
+    the labels). ``None`` for other models, or when a label was given."""
+    import torch
+
+    condition = _class_condition(model)
+    if condition is None or options.get(condition.name) is not None:
+        return None
+    per_row = math.ceil(n / condition.num_classes)
+    options[condition.name] = torch.arange(n) // per_row
+    return per_row, [f"{condition.name}={c}" for c in range(math.ceil(n / per_row))]
+
+
+def _plot_samples(samples, extra: dict, out: Path, name: str, model=None,
+                  rows: tuple[int, list[str]] | None = None) -> None:
     from ppgen import plots
 
     info = extra.get("info") or {}
     shape = info.get("image_shape")
     if shape:
         top = (info.get("num_levels") or 2) - 1 if info.get("likelihood") != "continuous" else 1
-        fig = plots.image_grid(samples, tuple(shape), vmax=top, title=f"{name} samples")
+        ncols, labels = rows or (None, None)
+        fig = plots.image_grid(samples, tuple(shape), vmax=top, title=f"{name} samples",
+                               ncols=ncols, row_labels=labels)
     elif samples.dim() == 2 and samples.shape[1] == 2 and _has_density(model, info):
         fig = plots.density_heatmap(model, _test_rows(extra), samples=samples, title=name)
     elif samples.dim() == 2 and samples.shape[1] == 2:
@@ -699,6 +720,8 @@ def _cmd_posterior(args: argparse.Namespace) -> int:
         return _cmd_amortization_gap(args)
     model = _load_program(args.spec)
     x = load_array(args.data, "continuous").to(torch.get_default_dtype())
+    if Path(args.data).suffix == ".csv" and x.dim() == 2 and x.shape[1] == 1:
+        x = x[:, 0]  # one column of observations: a vector [N], as the program expects
     idata = analysis.posterior(
         model, x, method=args.method, guide=args.guide, num_samples=args.samples,
         num_warmup=args.samples if args.warmup is None else args.warmup,

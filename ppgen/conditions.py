@@ -79,12 +79,23 @@ class Condition:
         """
         what = what or "labels"
         t = as_tensor(value, what)
+        self._check_integers(t, what)
         self._check_range(t, what)
         t = validate(t, "categorical", num_levels=self.num_classes, event_shape=(), name=what)
         if t.shape != (n,):
             raise DataError(f"{what} have shape {tuple(t.shape)} but the data have {n} rows: "
                             f"pass one label per row, shape [{n}]")
         return t
+
+    def _check_integers(self, t: torch.Tensor, what: str) -> None:
+        if not t.is_floating_point() or not t.numel():
+            return
+        fractional = t[t != t.round()]
+        if fractional.numel():
+            raise DataError(
+                f"{what} have non-integer values (e.g. {fractional.reshape(-1)[0].item():g}): "
+                f"{self.name} takes integer class labels in 0..{self.num_classes - 1}"
+            )
 
     def _check_range(self, t: torch.Tensor, what: str) -> None:
         if not t.numel() or t.is_floating_point():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "PpgenError",
+    "ArgumentError",
     "DataError",
     "ModelError",
     "ImplicitModelError",
@@ -19,6 +20,12 @@ __all__ = [
 
 class PpgenError(Exception):
     """Base class of every error ppgen raises on purpose."""
+
+
+class ArgumentError(PpgenError, ValueError, TypeError):
+    """An argument of the wrong kind or out of range (``num_particles=0``, data where the
+    guide goes). Also a ``ValueError`` and a ``TypeError``, the two built-in errors Python
+    code raises for such a call."""
 
 
 class DataError(PpgenError, ValueError):

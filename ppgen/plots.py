@@ -7,6 +7,7 @@ pyplot's global state or needs a display; seaborn draws the statistical plots.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ppgen.errors import ArgumentError
 from ppgen.history import History
 
 __all__ = [
     "image_grid",
     "training_curves",
+    "loss_names",
     "latent_scatter",
     "points_scatter",
     "density_heatmap",
@@ -48,8 +51,9 @@ def image_grid(
     ncols: int | None = None,
     vmax: float | None = None,
     title: str | None = None,
+    row_labels: Sequence[str] | None = None,
 ) -> Figure:
-    """A grid of images.
+    """A grid of images, optionally with a label left of each row (e.g. the class).
 
     Args:
         images: ``[N, D]`` flattened images (``D = prod(image_shape)``) or ``[N, *image_shape]``.
@@ -57,21 +61,42 @@ def image_grid(
         ncols: images per row (default: a square-ish grid).
         vmax: value of white (default: the largest value).
         title: figure title.
+        row_labels: one label per row, from the top (e.g. ``["y=0", "y=1", ...]`` for a
+            class-conditional model drawn a class per row); at most as many as rows.
+
+    Raises:
+        ArgumentError: more row labels than rows.
     """
     arr = _as_images(images, image_shape)
     n = arr.shape[0]
     ncols = ncols or max(1, math.ceil(math.sqrt(n)))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(ncols * 0.6 + 0.4, nrows * 0.6 + (0.6 if title else 0.2)))
+    labels = list(row_labels or [])
+    if len(labels) > nrows:
+        raise ArgumentError(f"{len(labels)} row labels for a grid of {nrows} rows")
+    margin = 0.5 if labels else 0.0
+    fig = Figure(figsize=(ncols * 0.6 + 0.4 + margin, nrows * 0.6 + (0.6 if title else 0.2)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     top = float(vmax if vmax is not None else max(arr.max(), 1e-12))
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < n:
             ax.imshow(arr[i], cmap="gray_r" if arr.ndim == 3 else None, vmin=0, vmax=top)
+    for ax, label in zip(axes[:, 0], labels):
+        _label_row(ax, label)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _label_row(ax: Any, label: str) -> None:
+    """A row's label as the y-label of its first image (axis shown, frame and ticks not)."""
+    ax.set_axis_on()
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
 
 
 def _as_images(images: Any, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -83,15 +108,28 @@ def _as_images(images: Any, image_shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
-def training_curves(history: History, *, title: str | None = None) -> Figure:
-    """Training and validation loss per epoch, with the best epoch marked."""
+def training_curves(
+    history: History, *, title: str | None = None, objective: Mapping[str, Any] | None = None
+) -> Figure:
+    """Training and validation loss per epoch, with the best epoch marked.
+
+    Args:
+        history: the run's :class:`~ppgen.history.History`.
+        title: axes title.
+        objective: the objective's config as the run recorded it (``{"name": "iwae",
+            "num_particles": 5, "validation_particles": 100}``): the curves are then named
+            after the losses they are ("training IWAE-5", "validation IWAE-100 NLL"), see
+            :func:`loss_names`.
+    """
     fig = Figure(figsize=(5.5, 3.5))
     ax = fig.subplots()
     epochs = history.column("epoch")
     marker = "o" if len(epochs) < 2 else None  # a one-epoch (closed-form) fit is a point
+    names = loss_names(objective)
     for name in history.columns:
         if name.endswith("loss"):
-            ax.plot(epochs, history.column(name), marker=marker, label=name.replace("_", " "))
+            ax.plot(epochs, history.column(name), marker=marker,
+                    label=names.get(name, name.replace("_", " ")))
     if history.best_epoch is not None:
         ax.axvline(history.best_epoch, color="grey", ls="--", lw=1, label="best epoch")
     ax.set_xlabel("epoch")
@@ -99,6 +137,33 @@ def training_curves(history: History, *, title: str | None = None) -> Figure:
     ax.legend()
     ax.set_title(title or "training curves")
     return fig
+
+
+def loss_names(objective: Mapping[str, Any] | None) -> dict[str, str]:
+    """What ``train_loss`` and ``val_loss`` are under the objective a run recorded.
+
+    The variational objectives validate on the importance-weighted NLL estimate with
+    ``validation_particles``; maximum likelihood and closed-form fits on the exact NLL; any
+    other objective's losses are named after it.
+
+    Example:
+        >>> loss_names({"name": "iwae", "num_particles": 5, "validation_particles": 20})
+        {'train_loss': 'training IWAE-5', 'val_loss': 'validation IWAE-20 NLL'}
+    """
+    if not objective or not objective.get("name"):
+        return {}
+    name, k = objective["name"], objective.get("num_particles")
+    validation = objective.get("validation_particles")
+    if name in ("mle", "closed-form"):
+        return {"train_loss": "training NLL", "val_loss": "validation NLL"}
+    if name == "iwae":
+        train = f"training IWAE-{k}"
+    elif name == "elbo":
+        train = "training −ELBO" + (f" ({k} particles)" if k and k > 1 else "")
+    else:
+        train, validation = f"training {name} loss", None
+    val = f"validation IWAE-{validation} NLL" if validation else f"validation {name} loss"
+    return {"train_loss": train, "val_loss": val}
 
 
 def latent_scatter(
@@ -164,7 +229,8 @@ def density_heatmap(
 
     The density is ``exp(ppgen.log_likelihood(model, grid))`` on a ``resolution^2`` grid (the
     shared evaluation layer: exact for flows, the importance-weighted estimate for latent
-    models). Three panels: the density, a scatter of ``data``, a scatter of ``samples``.
+    models). Three panels on the same axes ``x1``, ``x2``: the density with its colour bar, a
+    scatter of ``data``, a scatter of ``samples``.
 
     Args:
         model: a :class:`~ppgen.GenerativeModel` (or Pyro program) of 2-D points.
@@ -194,17 +260,20 @@ def density_heatmap(
     device = getattr(model, "device", torch.device("cpu"))
     log_p = log_likelihood(model, grid.to(device=device, dtype=torch.get_default_dtype()),
                            **kwargs)
-    fig = Figure(figsize=(12, 4))
+    fig = Figure(figsize=(12.5, 4), layout="constrained")
     ax_density, ax_data, ax_samples = fig.subplots(1, 3, sharex=True, sharey=True)
     density = log_p.exp().reshape(resolution, resolution).cpu().numpy()
-    ax_density.pcolormesh(xs, ys, density, shading="auto", cmap="viridis")
+    mesh = ax_density.pcolormesh(xs, ys, density, shading="auto", cmap="viridis")
+    fig.colorbar(mesh, ax=ax_density, label="density p(x)", shrink=0.85)
     ax_density.set_title("model density")
+    ax_density.set_ylabel("x2")
     for ax, points, name in [(ax_data, ref, "data"), (ax_samples, pts, "samples")]:
         if points is not None:
             sns.scatterplot(x=points[:, 0].numpy(), y=points[:, 1].numpy(), s=4, alpha=0.4,
                             linewidth=0, ax=ax)
         ax.set_title(name)
     for ax in (ax_density, ax_data, ax_samples):
+        ax.set_xlabel("x1")
         ax.set_xlim(box[0], box[1])
         ax.set_ylim(box[2], box[3])
         ax.set_aspect("equal")

@@ -18,6 +18,7 @@ from ppgen.analysis.simulate import predictive_draws, prior_draws, sample_sites,
 from ppgen.analysis.vi import GUIDES, fit_guide
 from ppgen.errors import ModelError
 from ppgen.evaluate import DATA_PLATE, pointwise_log_likelihood
+from ppgen.evaluate.enumeration import is_enumerated
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,10 @@ def posterior(
     check_data_arguments(args, kwargs, data_site)
     mcmc_options = {"kernel_options": opts.kernel_options, "chain_method": chain_method}
     trace = trace_program(model, args, kwargs)
+    args, kwargs, trace = _in_programs_dtype(model, args, kwargs, trace)
     latent, observed = sample_sites(trace)
     observed, fixed = _split_fixed(trace, observed)
+    _check_observed_shapes(trace, observed)
     if not latent:
         raise ModelError("the model has no latent sample site: there is no posterior to draw")
     bound = bind(model, args, kwargs, data_site, {n: trace.nodes[n]["value"] for n in observed})
@@ -170,6 +173,49 @@ def _as_tensor(value: Any) -> Any:
         return value
     t = torch.as_tensor(np.asarray(value))
     return t.to(torch.get_default_dtype()) if t.is_floating_point() else t
+
+
+def _in_programs_dtype(model, args: tuple, kwargs: dict[str, Any], trace):
+    """The floating-point arguments in the dtype of the program's enumerated sites.
+
+    Pyro sums enumerated sites (``@config_enumerate``) out with an einsum that takes one
+    dtype, so float64 data (NumPy's default) in a program whose parameters are float32 fail
+    inside NUTS ("expected scalar type Float but found Double"). Such data are cast to the
+    program's dtype (and traced again); programs without enumerated sites run as given.
+    """
+    sites = [site for site in trace.nodes.values() if is_enumerated(site)]
+    if not sites:
+        return args, kwargs, trace
+    dtype = sites[0]["fn"].log_prob(sites[0]["value"]).dtype
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                value.dtype != dtype:
+            return value.to(dtype)
+        return value
+
+    new_args, new_kwargs = tuple(map(cast, args)), {k: cast(v) for k, v in kwargs.items()}
+    if all(a is b for a, b in zip(new_args, args)) and \
+            all(new_kwargs[k] is v for k, v in kwargs.items()):
+        return args, kwargs, trace
+    logger.info("enumerated program: floating-point arguments cast to %s", dtype)
+    return new_args, new_kwargs, trace_program(model, new_args, new_kwargs)
+
+
+def _check_observed_shapes(trace, observed: list[str]) -> None:
+    """Refuse data that broadcast their site's distribution (``[N, 1]`` data at a scalar site
+    in ``pyro.plate("data", N)`` give ``[N, N]`` log-densities): NUTS would sample from a
+    wrong likelihood without a word."""
+    for name in observed:
+        site = trace.nodes[name]
+        fn, value = site["fn"], site["value"]
+        if fn.log_prob(value).shape != fn.batch_shape:
+            expected = tuple(fn.batch_shape) + tuple(fn.event_shape)
+            raise ModelError(
+                f"observed site {name!r} has data of shape {tuple(value.shape)}, but its "
+                f"distribution has batch shape {tuple(fn.batch_shape)} and event shape "
+                f"{tuple(fn.event_shape)}: pass data of shape {expected} (a one-column array "
+                "[N, 1] as x[:, 0]), or declare the data's dimensions with .to_event(...)")
 
 
 def _split_fixed(trace, observed: list[str]) -> tuple[list[str], dict[str, torch.Tensor]]:

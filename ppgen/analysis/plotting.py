@@ -16,10 +16,13 @@ from matplotlib.figure import Figure
 
 from ppgen import plots
 
-__all__ = ["plot_all", "plot_amortization_gap", "MAX_PAIR_VARS"]
+__all__ = ["plot_all", "plot_amortization_gap", "MAX_PAIR_VARS", "PPC_CURVES"]
 
 #: Pair plots with more scalar parameters than this are skipped (they become unreadable).
 MAX_PAIR_VARS = 8
+
+#: Posterior-predictive curves in the PPC figure (fewer when the run has fewer draws).
+PPC_CURVES = 50
 
 
 def plot_all(idata: Any, out_dir: str | Path, var_names: list[str] | None = None) -> list[Path]:
@@ -33,7 +36,9 @@ def plot_all(idata: Any, out_dir: str | Path, var_names: list[str] | None = None
 
     Returns:
         The paths written (a figure that does not apply, e.g. ``ppc`` without a
-        posterior_predictive group, is skipped).
+        posterior_predictive group, is skipped). Panels are laid out by matplotlib's
+        constrained layout, so no title runs into a neighbour; the PPC draws
+        :data:`PPC_CURVES` predictive curves, or all of a shorter run's.
     """
     out = Path(out_dir)
     drawers = {
@@ -46,7 +51,7 @@ def plot_all(idata: Any, out_dir: str | Path, var_names: list[str] | None = None
         drawers["pair"] = lambda: az.plot_pair(idata, var_names=var_names,
                                                divergences=_has_divergences(idata))
     if "posterior_predictive" in idata.groups() and "observed_data" in idata.groups():
-        drawers["ppc"] = lambda: az.plot_ppc(idata, num_pp_samples=50)
+        drawers["ppc"] = lambda: az.plot_ppc(idata, num_pp_samples=_ppc_curves(idata))
     return [_save(draw, out / f"{name}.png") for name, draw in drawers.items()]
 
 
@@ -57,6 +62,7 @@ def _save(draw, path: Path) -> Path:
         warnings.simplefilter("ignore")
         axes = draw()
     fig = _figure(axes)
+    fig.set_layout_engine("constrained")  # ArviZ's panel titles and labels otherwise overlap
     try:
         plots.save(fig, path)
     finally:
@@ -69,6 +75,12 @@ def _figure(axes: Any):
     while hasattr(first, "ravel") or isinstance(first, list | tuple):
         first = first.ravel()[0] if hasattr(first, "ravel") else first[0]
     return first.get_figure()
+
+
+def _ppc_curves(idata: Any) -> int:
+    """:data:`PPC_CURVES`, or every draw when there are fewer (ArviZ refuses more)."""
+    predictive = idata["posterior_predictive"]
+    return min(PPC_CURVES, predictive.sizes["chain"] * predictive.sizes["draw"])
 
 
 def _has_chains(idata: Any) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ppgen.evaluate.arguments import check_counts, guide_and_data
 from ppgen.evaluate.estimators import elbo, log_likelihood
 from ppgen.evaluate.program import resolve
 from ppgen.evaluate.routing import evaluation_options, routed
@@ -47,9 +48,9 @@ def dequantization_bound(
 
 def nll_report(
     model: Any,
-    x: Any,
+    *args: Any,
     guide: Any = None,
-    *,
+    x: Any = None,
     num_particles: int | None = None,
     batch_size: int | None = None,
     num_dims: int | None = None,
@@ -57,7 +58,9 @@ def nll_report(
 ) -> dict[str, Any]:
     """The benchmark numbers for ``x`` under ``model``, in nats per datum (lower is better).
 
-    ``kwargs`` go to the programs (e.g. ``y=labels`` of a class-conditional model).
+    Called like :func:`~ppgen.evaluate.log_likelihood`: ``nll_report(model, x)`` or
+    ``nll_report(model, guide, x)`` (``(model, x, guide)`` is read too). ``kwargs`` go to the
+    programs (e.g. ``y=labels`` of a class-conditional model).
 
     Exact models: ``nll`` (exact). Latent models: ``elbo`` (the negated ELBO, one particle per
     datum, closed-form KL where available), ``iwae`` (the negated importance-weighted estimate
@@ -71,12 +74,14 @@ def nll_report(
         A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
         ``iwae`` and ``num_particles``.
     """
+    guide, x = guide_and_data("ppgen.evaluate.nll_report", args, guide, x)
+    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
     options = evaluation_options(model, num_particles, batch_size)
     estimator = routed(model, "report")
     if estimator is not None:
         return estimator(model, x, **options, **kwargs)
     num_particles, batch_size = options["num_particles"], options["batch_size"]
-    ll = log_likelihood(model, x, guide, num_particles=num_particles, batch_size=batch_size,
+    ll = log_likelihood(model, guide, x, num_particles=num_particles, batch_size=batch_size,
                         **kwargs)
     n = int(ll.shape[0])
     nll = float(-ll.mean())

@@ -23,6 +23,7 @@ variable couples the data, so ``p(x_n | theta)`` would not factor over ``n``.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -91,13 +92,15 @@ def contract_sites(
             plates); every other plate is summed over.
 
     Returns:
-        A tensor whose non-singleton dimensions are the kept plates', at their dims.
+        A tensor whose non-singleton dimensions are the kept plates', at their dims, in the
+        widest dtype of the ``log_probs`` (float64 data in a float32 program: float64).
 
     Raises:
         ValueError: a log-density with a dimension that is neither a plate's nor an
             enumerated site's (a program that broadcasts wrongly under enumeration).
     """
     trace.symbolize_dims()
+    log_probs = _one_dtype(log_probs)
     tree: OrderedDict[frozenset, list[torch.Tensor]] = OrderedDict()
     dim_to_size: dict[str, int] = {}
     for name, lp in log_probs.items():
@@ -112,6 +115,17 @@ def contract_sites(
     ring = LogRing(dim_to_size=dim_to_size)
     total = contract_to_tensor(tree, sum_dims, target_ordinal=target, ring=ring)
     return packed.unpack(total, trace.symbol_to_dim)
+
+
+def _one_dtype(log_probs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The log-densities in their widest dtype: float64 data in a float32 program give a
+    float64 data term beside float32 assignment terms, and the contraction's einsum takes
+    one dtype only."""
+    dtypes = {lp.dtype for lp in log_probs.values()}
+    if len(dtypes) < 2:
+        return log_probs
+    wide = functools.reduce(torch.promote_types, dtypes)
+    return {name: lp.to(wide) for name, lp in log_probs.items()}
 
 
 def _ordinal(trace: poutine.Trace, site: dict) -> frozenset:

@@ -31,6 +31,7 @@ from torch.distributions import kl_divergence
 
 from ppgen.data.validate import as_tensor
 from ppgen.errors import DataError, ModelError
+from ppgen.evaluate.arguments import check_counts, guide_and_data
 from ppgen.evaluate.chunks import Chunk, chunk_rows, chunks, slices, take
 from ppgen.evaluate.enumeration import contract_sites, enumerate_program
 from ppgen.evaluate.program import (
@@ -57,9 +58,9 @@ PARTICLE_PLATE = "_ppgen_particles"
 
 def log_likelihood(
     model: Any,
-    x: Any,
+    *args: Any,
     guide: Any = None,
-    *,
+    x: Any = None,
     num_particles: int | None = None,
     batch_size: int | None = None,
     differentiable: bool = False,
@@ -77,13 +78,20 @@ def log_likelihood(
     grows (Burda et al., 2016); enumerated sites the guide does not sample are summed out of
     ``p(x_n, z_k)``.
 
+    Called as ``log_likelihood(model, guide, x)`` (Pyro's order, as in :func:`elbo`) or
+    ``log_likelihood(model, x)`` without a guide; the older ``log_likelihood(model, x, guide)``
+    is read too: the data are the array, the guide the callable (or ``None``), and a call
+    where they cannot be told apart is an :class:`~ppgen.errors.ArgumentError`.
+
     Args:
         model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x, **kwargs)`` with
             its observations in ``pyro.plate("data", x.shape[0])``.
-        x: data ``[N, ...]`` (array-like; kept on its device).
-        guide: ``guide(x, **kwargs)`` sampling every latent site (zoo models use their own).
-        num_particles: ``K``, the number of importance samples per datum (default: what a
-            zoo model declares in ``evaluation_defaults``, else 1000).
+        *args: ``guide, x`` or ``x`` (see above).
+        guide: ``guide(x, **kwargs)`` sampling every latent site (zoo models use their own);
+            positional or by keyword.
+        x: data ``[N, ...]`` (array-like; kept on its device); positional or by keyword.
+        num_particles: ``K``, the number of importance samples per datum, a positive integer
+            (default: what a zoo model declares in ``evaluation_defaults``, else 1000).
         batch_size: rows of ``x`` per chunk (default: the model's declaration, else as many
             as fit ``ROWS_PER_CHUNK``); a program that runs only on all rows, or subsamples
             its plate, sets its own.
@@ -111,6 +119,8 @@ def log_likelihood(
         >>> log_likelihood(model, torch.zeros(3, 2)).shape
         torch.Size([3])
     """
+    guide, x = guide_and_data("ppgen.log_likelihood", args, guide, x)
+    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
     options = evaluation_options(model, num_particles, batch_size)
     estimator = routed(model, "log_likelihood")
     if estimator is not None:
@@ -137,9 +147,9 @@ def log_likelihood(
 
 def elbo(
     model: Any,
-    guide: Any,
-    x: Any,
-    *,
+    *args: Any,
+    guide: Any = None,
+    x: Any = None,
     num_particles: int = 1,
     batch_size: int | None = None,
     analytic_kl: bool = False,
@@ -153,12 +163,16 @@ def elbo(
     Enumerated sites the guide does not sample (see :func:`log_likelihood`) are summed out of
     ``p(x_n, z)``; with no other latent site the bound is the exact ``log p(x_n)``.
 
+    Called as ``elbo(model, guide, x)`` (Pyro's order) or ``elbo(model, x)`` without a guide;
+    the swapped ``elbo(model, x, guide)`` is read too (see :func:`log_likelihood`).
+
     Args:
         model: a :class:`~ppgen.GenerativeModel` or a Pyro program ``model(x)``.
+        *args: ``guide, x`` or ``x``.
         guide: ``guide(x)`` (``None`` for a zoo model's own guide, or a model without latents).
         x: data ``[N, ...]``.
-        num_particles: Monte Carlo samples averaged per datum.
-        batch_size: rows per chunk.
+        num_particles: Monte Carlo samples averaged per datum (a positive integer).
+        batch_size: rows per chunk (a positive integer).
         analytic_kl: use the closed-form ``KL(q || p)`` for latent sites where one is
             registered (e.g. Gaussian guide and Gaussian prior), Monte Carlo elsewhere; not
             with enumerated sites, whose sum couples the terms.
@@ -171,6 +185,8 @@ def elbo(
     Returns:
         ``[N]`` ELBO values (nats).
     """
+    guide, x = guide_and_data("ppgen.elbo", args, guide, x)
+    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
     program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
     if analytic_kl and structure.enumerated and structure.latent:
@@ -211,7 +227,7 @@ def pointwise_log_likelihood(
         x: data ``[N, ...]``.
         posterior_samples: ``{site: [S, *site_shape]}``; local sites (in the data plate) carry
             their ``N`` rows in their data dimension.
-        batch_size: rows of ``x`` per chunk.
+        batch_size: rows of ``x`` per chunk (a positive integer).
         **kwargs: passed to the program.
 
     Returns:
@@ -221,6 +237,7 @@ def pointwise_log_likelihood(
         ModelError: no draws, draws of different lengths, latent sites that are neither
             given nor enumerated, or an enumerated site outside the ``"data"`` plate.
     """
+    (batch_size,) = check_counts(batch_size=batch_size)
     if not posterior_samples:
         raise ModelError("posterior_samples is empty: pass {site name: [S, ...] draws}")
     S = _num_draws(posterior_samples)

@@ -44,3 +44,18 @@ def test_posterior_of_enumerated_mixture_has_the_marginal_log_likelihood():
     np.testing.assert_allclose(idata.log_likelihood["y"].values[0], expected, rtol=1e-5,
                                atol=1e-5)
     assert idata.posterior_predictive["y"].shape == (1, 10, 30)
+
+
+def test_float64_data_are_cast_to_the_programs_dtype():
+    """NumPy's float64 data in the example's float32 mixture: NUTS (Pyro's enumeration)
+    cannot mix the two dtypes ("expected scalar type Float but found Double"); the data are
+    cast to the program's dtype, so the fit is the same as with float32 data."""
+    y = example.data(n=30)
+    options = {"K": 2, "num_samples": 6, "num_warmup": 4, "num_chains": 1, "seed": 0,
+               "kernel_options": {"max_plate_nesting": 1, "max_tree_depth": 3}}
+    as_float64 = analysis.posterior(example.mixture, y.double(), **options)
+    as_float32 = analysis.posterior(example.mixture, y, **options)
+    np.testing.assert_allclose(as_float64.posterior["mu"].values,
+                               as_float32.posterior["mu"].values)
+    np.testing.assert_allclose(as_float64.log_likelihood["y"].values,
+                               as_float32.log_likelihood["y"].values, rtol=1e-6)

@@ -217,3 +217,35 @@ def test_log_likelihood_in_float64_keeps_pareto_k_finite():
     k = analysis.diagnostics(idata).pareto_k
     assert np.isfinite(k).all(), k
     assert "inf" not in analysis.report(idata)
+
+
+# ---------------------------------------------------------------------------- data shapes
+
+
+def test_data_whose_shape_the_program_broadcasts_are_refused_before_sampling(monkeypatch):
+    """``[N, 1]`` data observed by a scalar site in ``pyro.plate("data", N)`` broadcast to an
+    ``[N, N]`` log-density: NUTS would sample a wrong posterior and the log-likelihood group
+    then failed (in worker processes, with several chains). One line, before any chain."""
+    monkeypatch.setattr(build, "run_chains", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(ModelError) as info:
+        analysis.posterior(normal_model, X1[:, None], **QUICK)
+    message = str(info.value)
+    assert "'x'" in message and "(20, 1)" in message and "(20,)" in message
+    assert "\n" not in message
+
+
+def test_cli_reads_a_one_column_csv_as_a_vector(tmp_path, capsys):
+    from testkit import NORMAL_MODEL_SOURCE
+
+    from ppgen.cli import main
+
+    (tmp_path / "prog.py").write_text(NORMAL_MODEL_SOURCE)
+    np.savetxt(tmp_path / "one_col.csv", X1.numpy()[:, None], delimiter=",")
+    out = tmp_path / "post"
+    code = main(["posterior", f"{tmp_path / 'prog.py'}:model", "--data",
+                 str(tmp_path / "one_col.csv"), "--out", str(out), "--samples", "10",
+                 "--chains", "2", "--chain-method", "sequential", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.observed_data["x"].shape == (20,)
+    assert idata.log_likelihood["x"].shape == (2, 10, 20)

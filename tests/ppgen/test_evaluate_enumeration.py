@@ -170,6 +170,32 @@ def test_enumerated_log_likelihood_is_the_log_sum_exp():
     assert (got > by_hand(y, torch.ones(S, 1), draws["mu"][:, :1], draws["s"][:, :1])).any()
 
 
+@pyro.infer.config_enumerate
+def float32_mixture(x):
+    """``fixed_mixture`` written the usual way, its parameters in float32."""
+    w, mu, s = W.float(), MU.float(), SIGMA.float()
+    with pyro.plate("data", x.shape[0]):
+        c = pyro.sample("c", dist.Categorical(w))
+        pyro.sample("x", dist.Normal(mu[c], s[c]), obs=x)
+
+
+def test_float64_data_in_a_float32_enumerated_program():
+    """NumPy's float64 data in a program whose parameters are float32: the log-densities of
+    the assignment (float32) and of the data (float64) are summed out together, in the wider
+    dtype, where torch's einsum refused to mix them ("expected scalar type Float but found
+    Double")."""
+    expected = mixture_by_hand(X, W, MU, SIGMA)
+    got = log_likelihood(float32_mixture, X)
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(elbo(float32_mixture, X).double(), expected, atol=1e-5, rtol=0)
+    y = example.data(n=25).double()
+    draws = {"w": torch.full((2, 2), 0.5), "mu": torch.tensor([[-2.0, 1.5]] * 2),
+             "s": torch.tensor([[0.6, 0.8]] * 2)}
+    pointwise = pointwise_log_likelihood(example.mixture, y, draws)
+    torch.testing.assert_close(pointwise.double(), by_hand(y, *draws.values()).double(),
+                               atol=1e-5, rtol=0)
+
+
 def test_global_enumerated_site_is_refused():
     @pyro.infer.config_enumerate
     def model(y):
