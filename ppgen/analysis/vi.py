@@ -1,5 +1,8 @@
 """Variational posteriors: a Pyro autoguide fitted with ``Trace_ELBO``, then sampled.
 
+Sites marked for enumeration (``@config_enumerate`` mixtures) are hidden from the autoguide and
+summed out of the ELBO (``TraceEnum_ELBO``), as NUTS sums them out of its potential.
+
 Parameter hygiene: the guide is built under ``pyro.settings.context(module_local_params=True)``,
 so its parameters live in the guide module and never in Pyro's global parameter store; any
 ``pyro.param`` the user's model calls itself is confined to a fresh, temporary store by
@@ -20,10 +23,12 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro.infer import Predictive, Trace_ELBO
+from pyro import poutine
+from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, AutoNormal
 
 from ppgen.analysis.fitting import fit_full_batch
+from ppgen.evaluate.enumeration import is_enumerated
 from ppgen.objective import Objective
 from ppgen.protocol import GenerativeModel
 
@@ -90,8 +95,10 @@ def fit_guide(
     with torch.random.fork_rng(devices=[]), pyro.get_param_store().scope(), \
             pyro.settings.context(module_local_params=True):
         torch.manual_seed(seed)
-        q = GUIDES[guide](model)
-        losses = _train(model, q, args, kwargs, num_steps, lr, num_particles)
+        hidden, nesting = _enumerated(model, args, kwargs)
+        q = GUIDES[guide](poutine.block(model, hide=hidden) if hidden else model)
+        losses = _train(model, q, args, kwargs, num_steps, lr, num_particles,
+                        nesting if hidden else None)
         draws = _draw(q, args, kwargs, total)
     samples = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in draws.items()}
     return VIDraws(samples, losses)
@@ -123,13 +130,16 @@ class _GlobalELBO(Objective):
 
     The latents are global parameters of a Bayesian model, so every step needs all the data:
     the engine sees the data set as one row (:data:`_ONE_ROW`), and one epoch is one step.
+    A program with enumerated sites gets ``TraceEnum_ELBO``, which sums them out.
     """
 
     name = "trace-elbo"
 
-    def __init__(self, model: Any, args: tuple, kwargs: dict[str, Any], num_particles: int):
+    def __init__(self, model: Any, args: tuple, kwargs: dict[str, Any], num_particles: int,
+                 max_plate_nesting: int | None = None):
         self.program, self.args, self.kwargs = model, args, kwargs
-        self.elbo = Trace_ELBO(num_particles=num_particles)
+        self.elbo = Trace_ELBO(num_particles=num_particles) if max_plate_nesting is None else \
+            TraceEnum_ELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
 
     def loss(self, model: _Autoguide, batch: torch.Tensor) -> torch.Tensor:
         return self.elbo.differentiable_loss(self.program, model.autoguide, *self.args,
@@ -139,10 +149,22 @@ class _GlobalELBO(Objective):
         return {"name": self.name, "num_particles": self.elbo.num_particles}
 
 
-def _train(model, q, args, kwargs, num_steps, lr, num_particles) -> np.ndarray:
+def _enumerated(model, args: tuple, kwargs: dict[str, Any]) -> tuple[list[str], int]:
+    """The sites marked for enumeration (``@config_enumerate``), which the autoguide must not
+    cover (the ELBO sums them out), and the program's plate nesting."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), poutine.block():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    hidden = [name for name, site in trace.nodes.items() if is_enumerated(site)]
+    nesting = max((sum(f.vectorized for f in site["cond_indep_stack"])
+                   for site in trace.nodes.values() if site["type"] == "sample"), default=0)
+    return hidden, nesting
+
+
+def _train(model, q, args, kwargs, num_steps, lr, num_particles,
+           max_plate_nesting: int | None) -> np.ndarray:
     q(*args, **kwargs)  # create the guide's parameters
     device = next((p.device for p in q.parameters()), torch.device("cpu"))
-    objective = _GlobalELBO(model, args, kwargs, num_particles)
+    objective = _GlobalELBO(model, args, kwargs, num_particles, max_plate_nesting)
     return fit_full_batch(_Autoguide(q), objective, torch.zeros(_ONE_ROW, device=device),
                           num_steps=num_steps, lr=lr)
 

@@ -59,3 +59,20 @@ def test_float64_data_are_cast_to_the_programs_dtype():
                                as_float32.posterior["mu"].values)
     np.testing.assert_allclose(as_float64.log_likelihood["y"].values,
                                as_float32.log_likelihood["y"].values, rtol=1e-6)
+
+
+def test_svi_on_an_enumerated_mixture_sums_the_assignment_out():
+    """``method="svi"``: the autoguide covers the continuous sites only (the assignment is
+    hidden from it) and the ELBO sums the assignment out (Pyro's ``TraceEnum_ELBO``), where
+    Pyro refused with "Continuous inference cannot handle discrete sample site 'c'" and a
+    trace-shape dump."""
+    y = example.data(n=30)
+    idata = analysis.posterior(example.mixture, y, K=2, method="svi", num_samples=8,
+                               num_chains=1, seed=0, num_steps=20)
+    post = idata.posterior
+    assert set(post.data_vars) == {"w", "mu", "s"}
+    flat = {k: torch.as_tensor(post[k].values[0]) for k in ("w", "mu", "s")}
+    expected = by_hand(y, flat["w"], flat["mu"], flat["s"]).numpy()
+    np.testing.assert_allclose(idata.log_likelihood["y"].values[0], expected, rtol=1e-5,
+                               atol=1e-5)
+    assert (np.diff(post["mu"].values, axis=-1) > 0).all()
