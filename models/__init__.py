@@ -12,6 +12,7 @@ from ppgen.models.discrete import (
     MarkovChain,
 )
 from ppgen.models.flows import MAF, NSF, FlowModel, RealNVP
+from ppgen.models.gan import DCGAN, GAN
 from ppgen.models.glow import Glow
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
@@ -35,5 +36,6 @@ __all__ = [
     "PixelCNN",
     "PixelRNN",
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
+    "GAN", "DCGAN",
     "DDPM", "ImprovedDDPM",
 ]

@@ -237,6 +237,12 @@ CASES: dict[str, Case] = {
         lambda: _flow(zoo.NSF, 3, num_classes=3), "float", conditional=True
     ),
     "glow-conditional": Case(lambda: _glow(num_classes=3), "float", conditional=True),
+    # adversarial: two players, a critic update then a generator update in the step
+    "gan": Case(lambda: zoo.GAN(3, latent_dim=2, hidden_dims=(8,), critic_dims=(8,)), "float"),
+    "gan-r1": Case(lambda: zoo.GAN(3, latent_dim=2, hidden_dims=(8,), critic_dims=(8,),
+                                   loss="hinge", r1=1.0), "float"),
+    "dcgan": Case(lambda: zoo.DCGAN((1, 4, 4), latent_dim=2, channels=2, num_stages=1),
+                  "float"),
     "dequantized-conditional": Case(
         lambda: _dequantized(_flow(zoo.MAF, 4, logit_alpha=0.05, num_classes=3),
                              dequantization="variational"),
@@ -266,8 +272,10 @@ def test_training_step_runs_on_meta(name: str) -> None:
     model, step, x, kwargs = _meta_step_inputs(CASES[name])
     with HostData(), pyro.validation_enabled(True):  # Pyro's default: the step turns it off
         metrics = step(x, **kwargs)
-    loss = metrics["loss"]
-    assert loss.device == META and loss.shape == ()
+    losses = [v for k, v in metrics.items() if k == "loss" or k.startswith("loss_")]
+    assert losses  # one loss, or one per player ("loss_critic", "loss_generator")
+    for loss in losses:
+        assert loss.device == META and loss.shape == ()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 

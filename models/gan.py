@@ -1,0 +1,375 @@
+"""Generative adversarial networks: a generator program and the critic it is trained against.
+
+The generative program is ``z ~ N(0, I_L)``, ``x = G(z)`` in the ``"data"`` plate: one sample
+site whose distribution is implicit (:class:`~ppgen.distributions.ImplicitDistribution`: draws
+through ``rsample``, no density). The model carries its critic ``D`` (``model.critic``), as a VAE
+carries its encoder; the adversarial objective (:class:`ppgen.inference.Adversarial`, the
+models' default) trains the two as players with their own optimisers, and the critic is saved
+with the model. The training recipe — the loss, critic steps per generator step, the R1
+weight — is part of the model's options (``ppgen fit gan --set loss=wgan-gp``) and reaches the
+objective through :attr:`GANBase.objective_defaults`; its optimiser settings (Adam with the
+loss's usual betas) through :attr:`GANBase.fit_defaults`.
+
+* :class:`GAN` — MLP generator and critic, for 2-D toys and tabular data (Goodfellow et al.,
+  2014, "Generative Adversarial Nets", arXiv:1406.2661).
+* :class:`DCGAN` — transposed-convolution generator and strided-convolution critic for small
+  images, sized by the image shape (8x8 digits, 28x28, ...) (Radford, Metz & Chintala, 2016,
+  "Unsupervised Representation Learning with Deep Convolutional Generative Adversarial
+  Networks", arXiv:1511.06434). The generator keeps DCGAN's batch normalisation; the critic has
+  none, so every loss and gradient penalty applies to it (Gulrajani et al., 2017).
+
+GANs model continuous data. Integer images (the digits' 17 levels) are trained in their
+dequantised ``[0, 1)`` representation (``load_digits("continuous")``) with a sigmoid output;
+``sample(n, quantized=True)`` maps draws back to the levels for display.
+
+Example:
+    >>> gan = GAN(2, latent_dim=4, hidden_dims=(16,), critic_dims=(16,))
+    >>> gan.sample(5).shape
+    torch.Size([5, 2])
+    >>> gan.critic(gan.sample(3)).shape
+    torch.Size([3, 1])
+    >>> gan.objective_defaults["loss"]
+    'non-saturating'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from ppgen.data.transforms import quantize
+from ppgen.data.validate import validate
+from ppgen.distributions import ImplicitDistribution
+from ppgen.errors import DataError, ModelError
+from ppgen.protocol import GenerativeModel, ModelKind
+
+if TYPE_CHECKING:
+    from ppgen.data import DataInfo
+
+__all__ = ["GANBase", "GAN", "DCGAN", "OUTPUTS", "GAN_LOSSES"]
+
+#: the generator's output activation: reals, ``(0, 1)`` or ``(-1, 1)``
+OUTPUTS = ("identity", "sigmoid", "tanh")
+
+#: the adversarial losses a GAN can be trained with (``ppgen.inference.AdversarialLoss``)
+GAN_LOSSES = ("minimax", "non-saturating", "least-squares", "wgan-gp", "hinge")
+
+_ACTIVATIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+class GANBase(GenerativeModel, register=False):
+    """What every GAN shares: the program, the recipe, the data checks and quantised samples.
+
+    Subclasses build ``self.generator`` (``[n, L] -> [n, *event_shape]``) and ``self.critic``
+    (``[n, *event_shape] -> [n, 1]``) and set the attributes of their constructor.
+    """
+
+    kind = ModelKind.IMPLICIT
+    default_objective = "adversarial"
+    sample_options: ClassVar[dict[str, Any]] = {"quantized": False}
+    #: the default ``ema`` of the family's recipe (``None``: no weight average)
+    weight_average: ClassVar[float | None] = None
+
+    latent_dim: int
+    output: str
+    num_levels: int | None
+    loss: str
+    n_critic: int | None
+    r1: float
+
+    def _setup(self, latent_dim: int, output: str, num_levels: int | None, loss: str,
+               n_critic: int | None, r1: float) -> None:
+        """Check and store the options every GAN takes."""
+        if output not in OUTPUTS:
+            raise ModelError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if loss not in GAN_LOSSES:
+            raise ModelError(f"loss must be one of {GAN_LOSSES}, got {loss!r}")
+        if num_levels is not None and output != "sigmoid":
+            raise ModelError("num_levels (data dequantised to [0, 1)) needs output='sigmoid'")
+        self.latent_dim, self.output, self.num_levels = latent_dim, output, num_levels
+        self.loss, self.n_critic, self.r1 = loss, n_critic, r1
+        self.register_buffer("noise_loc", torch.zeros(latent_dim))
+        self.register_buffer("noise_scale", torch.ones(latent_dim))
+
+    # ----------------------------------------------------------------- the recipe
+    @property
+    def objective_defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        """The adversarial objective's options: this model's loss, ``n_critic`` and R1."""
+        return {"loss": self.loss, "n_critic": self.n_critic, "r1": self.r1}
+
+    @property
+    def fit_defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        """Adam for both players with the loss's usual betas (WGAN-GP: (0, 0.9), Gulrajani et
+        al.; the others: (0.5, 0.999), Radford et al.), the family's weight average of the
+        generator (:attr:`weight_average`) and early stopping on the validation MMD. The
+        rates reach the digits benchmark on CPU (lr 1e-3; 5e-4 for WGAN-GP, whose critic
+        steps five times per generator step)."""
+        wgan = self.loss == "wgan-gp"
+        group = {"name": "adam", "lr": 5e-4 if wgan else 1e-3,
+                 "betas": [0.0, 0.9] if wgan else [0.5, 0.999]}
+        return {"optimizer": {"generator": dict(group), "critic": dict(group)},
+                "batch_size": 64, "epochs": 300, "patience": 60, "ema": self.weight_average}
+
+    # ----------------------------------------------------------------- the program
+    def noise(self, n: int) -> dist.Distribution:
+        """``N(0, I_L)`` for ``n`` draws: batch ``[n]``, event ``[L]``."""
+        normal = dist.Normal(self.noise_loc, self.noise_scale, validate_args=False)
+        return normal.to_event(1).expand([n])
+
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None
+              ) -> torch.Tensor:
+        """``x = G(z)``, ``z ~ N(0, I)``, in the ``"data"`` plate.
+
+        Args:
+            x: observed data ``[N, *event_shape]`` (they have no density: scoring them is an
+                error), or ``None`` to generate.
+            num_samples: ``N`` when generating (default 1).
+
+        Returns:
+            ``x`` (observed or generated).
+        """
+        n = x.shape[0] if x is not None else (num_samples or 1)
+        implicit = ImplicitDistribution(self.generator, self.noise(n), self.event_shape)
+        with pyro.plate("data", n, device=self.noise_loc.device):
+            return pyro.sample(self.data_site, implicit, obs=x)
+
+    def generate(self, n: int, quantized: bool = False) -> torch.Tensor:
+        """``n`` draws ``[n, *event_shape]``; ``quantized=True`` maps draws in ``[0, 1)`` back
+        to the ``num_levels`` integer levels (``floor(K y)``, for display)."""
+        x = super().generate(n)
+        if not quantized:
+            return x
+        if self.num_levels is None:
+            raise ModelError(f"{type(self).__name__} was not built for levels (num_levels): "
+                             "sample without quantized=True")
+        return quantize(x, self.num_levels)
+
+    # ----------------------------------------------------------------- data
+    def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
+        """Finite reals of shape ``[N, *event_shape]``, inside the generator's output range.
+
+        Raises:
+            DataError: integer levels (train on the dequantised representation), a wrong
+                shape, non-finite values or values outside the output's range.
+        """
+        t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+        if not t.is_floating_point():
+            raise DataError(f"{type(self).__name__} models continuous data but the {name} are "
+                            "integers: dequantise them to [0, 1) (load_digits('continuous'), "
+                            "ppgen fit ... --representation continuous)")
+        x = validate(t, "continuous", event_shape=tuple(self.event_shape), name=name)
+        bounds = _RANGES.get(self.output)
+        if bounds is not None and (x.min() < bounds[0] or x.max() > bounds[1]):
+            raise DataError(f"the {name} have values in [{float(x.min()):.3g}, "
+                            f"{float(x.max()):.3g}] but output={self.output!r} generates values "
+                            f"in {list(bounds)}: rescale the data or choose another output")
+        return self.in_model_dtype(x)
+
+    @staticmethod
+    def _output_for(info: DataInfo) -> dict[str, Any]:
+        """Sigmoid output and ``num_levels`` for dequantised levels; reals otherwise."""
+        if info.likelihood != "continuous":
+            raise ModelError("GANs model continuous data: load the data in the 'continuous' "
+                             f"representation (got {info.likelihood!r} data; ppgen fit ... "
+                             "--representation continuous)")
+        if info.num_levels:
+            return {"output": "sigmoid", "num_levels": info.num_levels}
+        return {"output": "identity"}
+
+
+class GAN(GANBase):
+    """A GAN with MLP generator and critic, for flat data ``[N, D]`` (toys, tabular data).
+
+    Paper: Goodfellow et al., 2014, "Generative Adversarial Nets" (arXiv:1406.2661).
+
+    Args:
+        num_dims: ``D``, the size of one datum.
+        latent_dim: ``L``, the size of the noise ``z``.
+        hidden_dims: hidden widths of the generator (ReLU).
+        critic_dims: hidden widths of the critic (LeakyReLU 0.2, no normalisation).
+        output: the generator's output activation: ``"identity"``, ``"sigmoid"`` (data in
+            ``[0, 1]``) or ``"tanh"`` (data in ``[-1, 1]``).
+        num_levels: ``K`` when the data are integer levels dequantised to ``[0, 1)``
+            (``sample(n, quantized=True)`` returns levels).
+        loss: the adversarial loss (:data:`GAN_LOSSES`).
+        n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
+        r1: weight ``γ`` of the R1 penalty on the critic.
+
+    Example:
+        >>> gan = GAN(2, latent_dim=4, hidden_dims=(16,), critic_dims=(16,), loss="hinge")
+        >>> gan.fit_defaults["optimizer"]["critic"]["betas"]
+        [0.5, 0.999]
+    """
+
+    def __init__(
+        self,
+        num_dims: int,
+        latent_dim: int = 16,
+        hidden_dims: Sequence[int] = (256, 256),
+        critic_dims: Sequence[int] = (256, 256),
+        output: str = "identity",
+        num_levels: int | None = None,
+        loss: str = "non-saturating",
+        n_critic: int | None = None,
+        r1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
+        self.num_dims = num_dims
+        self.hidden_dims, self.critic_dims = tuple(hidden_dims), tuple(critic_dims)
+        self.generator = nn.Sequential(_mlp([latent_dim, *self.hidden_dims, num_dims], nn.ReLU),
+                                       _ACTIVATIONS[output]())
+        self.critic = _mlp([num_dims, *self.critic_dims, 1], lambda: nn.LeakyReLU(0.2))
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return torch.Size([self.num_dims])
+
+    @classmethod
+    def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
+        """A GAN for flat data described by ``info`` (continuous; levels dequantised to
+        ``[0, 1)`` get a sigmoid output)."""
+        if len(info.event_shape) != 1:
+            raise ModelError(f"GAN models flat data [N, D]; these have event shape "
+                             f"{tuple(info.event_shape)}: use DCGAN for images")
+        return cls(info.num_dims, **{**cls._output_for(info), **kwargs})
+
+
+class DCGAN(GANBase):
+    """A deep convolutional GAN for small images, flat ``[N, C*H*W]`` (``image.reshape(-1)``).
+
+    Generator: ``z -> Linear -> [c_0, H/2^s, W/2^s]`` (batch-normalised, ReLU), then ``s``
+    stages of a stride-2 transposed convolution (kernel 4), batch normalisation and ReLU that
+    double the size and halve the channels, then a 3x3 convolution to ``C`` channels and the
+    output activation.
+    Critic: a 3x3 convolution, then ``s`` stride-2 convolutions (kernel 4) with LeakyReLU 0.2
+    that halve the size and double the channels, then a linear layer to one output.
+
+    The recipe averages the generator's weights (``ema=0.99``), which on the digits lowers the
+    Fréchet distance; the MLP GAN does not (on multi-modal toys a generator that hops between
+    modes averages to one in the middle of them).
+
+    Paper: Radford, Metz & Chintala, 2016 (arXiv:1511.06434).
+
+    Args:
+        image_shape: ``(C, H, W)``, or ``(H, W)`` for grey images; ``H`` and ``W`` divisible
+            by ``2^num_stages``.
+        latent_dim: ``L``, the size of the noise ``z``.
+        channels: the channels at full resolution (``channels * 2^s`` at the smallest).
+        num_stages: ``s``, the up- (and down-) sampling stages.
+        output: ``"sigmoid"`` (images in ``[0, 1]``), ``"tanh"`` or ``"identity"``.
+        num_levels: ``K`` for integer images dequantised to ``[0, 1)``.
+        loss: the adversarial loss (:data:`GAN_LOSSES`).
+        n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
+        r1: weight ``γ`` of the R1 penalty on the critic.
+
+    Example:
+        >>> gan = DCGAN((8, 8), latent_dim=8, channels=4)
+        >>> gan.sample(3).shape
+        torch.Size([3, 64])
+    """
+
+    weight_average = 0.99
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        latent_dim: int = 32,
+        channels: int = 32,
+        num_stages: int = 2,
+        output: str = "sigmoid",
+        num_levels: int | None = None,
+        loss: str = "non-saturating",
+        n_critic: int | None = None,
+        r1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
+        self.image_shape = tuple(image_shape)
+        self.channels, self.num_stages = channels, num_stages
+        shape = _check_image(self.image_shape, num_stages)
+        self.generator = _ConvGenerator(shape, latent_dim, channels, num_stages, output)
+        self.critic = _ConvCritic(shape, channels, num_stages)
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return torch.Size([math.prod(self.image_shape)])
+
+    @classmethod
+    def for_data(cls, info: DataInfo, **kwargs: Any) -> GenerativeModel:
+        """A DCGAN for the flat images described by ``info`` (``info.image_shape``)."""
+        if not info.image_shape or len(info.event_shape) != 1:
+            raise ModelError("DCGAN models flat images [N, C*H*W] with DataInfo.image_shape "
+                             f"set; these data have event shape {tuple(info.event_shape)}: use "
+                             "GAN for other data")
+        return cls(tuple(info.image_shape), **{**cls._output_for(info), **kwargs})
+
+
+# ----------------------------------------------------------------------------- networks
+def _mlp(sizes: Sequence[int], activation: Any) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation()`` between them."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def _check_image(image_shape: tuple[int, ...], num_stages: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a valid image shape for ``num_stages`` stages, or a clear error."""
+    shape = (1, *image_shape) if len(image_shape) == 2 else image_shape
+    if len(shape) != 3 or any(not isinstance(s, int) or s < 1 for s in shape):
+        raise ModelError(f"image_shape must be (C, H, W) or (H, W), got {image_shape}")
+    step = 2 ** num_stages
+    if num_stages < 1 or shape[1] % step or shape[2] % step:
+        raise ModelError(f"DCGAN with num_stages={num_stages} needs H and W divisible by "
+                         f"{step}; image_shape {image_shape}: choose fewer stages")
+    return shape  # type: ignore[return-value]
+
+
+class _ConvGenerator(nn.Module):
+    """``[n, L] -> [n, C*H*W]``: project, upsample ``s`` times, convolve to ``C`` channels."""
+
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int, channels: int,
+                 stages: int, output: str) -> None:
+        super().__init__()
+        C, H, W = shape
+        self.base = (channels * 2 ** stages, H >> stages, W >> stages)
+        self.project = nn.Linear(latent_dim, math.prod(self.base))
+        ups: list[nn.Module] = [nn.BatchNorm2d(self.base[0]), nn.ReLU()]
+        for i in range(stages, 0, -1):
+            c_in, c_out = channels * 2 ** i, channels * 2 ** (i - 1)
+            ups += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        self.up = nn.Sequential(*ups, nn.Conv2d(channels, C, 3, padding=1),
+                                _ACTIVATIONS[output]())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        batch = z.shape[:-1]
+        h = self.project(z.reshape(-1, z.shape[-1])).reshape(-1, *self.base)
+        return self.up(h).reshape(*batch, -1)
+
+
+class _ConvCritic(nn.Module):
+    """``[n, C*H*W] -> [n, 1]``: convolve, downsample ``s`` times, one linear output."""
+
+    def __init__(self, shape: tuple[int, int, int], channels: int, stages: int) -> None:
+        super().__init__()
+        C, H, W = shape
+        self.shape = shape
+        layers: list[nn.Module] = [nn.Conv2d(C, channels, 3, padding=1), nn.LeakyReLU(0.2)]
+        for i in range(stages):
+            layers += [nn.Conv2d(channels * 2 ** i, channels * 2 ** (i + 1), 4, 2, 1),
+                       nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.out = nn.Linear(channels * 2 ** stages * (H >> stages) * (W >> stages), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x.reshape(-1, *self.shape)))
