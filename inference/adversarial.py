@@ -1,8 +1,9 @@
 """Adversarial inference: fit a Pyro program by training it against a critic.
 
-The program is run *generatively* — its observed data site unconditioned
-(:class:`pyro.poutine.uncondition`), so the site samples instead of scoring — and its draws must
-be reparameterised (``rsample``) so that gradients reach the program's parameters through them.
+The program is run *generatively* — its observed data site unconditioned (as by
+:class:`pyro.poutine.uncondition`, for that site alone), so the site samples instead of
+scoring — and its draws must be reparameterised (``rsample``) so that gradients reach the
+program's parameters through them.
 A critic network ``D`` compares the draws with data; the program (the *generator*) and the
 critic are two players of the training engine, with their own optimisers and a schedule of
 ``n_critic`` critic updates per generator update (keyed on the checkpointed global step, so a
@@ -53,6 +54,7 @@ from typing import Any, ClassVar
 
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.nn import functional as F
@@ -156,6 +158,23 @@ def mlp_critic(num_dims: int, hidden: Sequence[int] = (64, 64), slope: float = 0
 
 
 # ----------------------------------------------------------------------------- the draws
+class _Generative(Messenger):
+    """Samples the data site instead of observing it, and keeps the draw (one site only:
+    anything else the program conditions on stays conditioned)."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__()
+        self.site, self.value = site, None
+
+    def _pyro_sample(self, msg: Any) -> None:
+        if msg["name"] == self.site and msg["is_observed"]:
+            msg["is_observed"], msg["value"], msg["done"] = False, None, False
+
+    def _pyro_post_sample(self, msg: Any) -> None:
+        if msg["name"] == self.site:
+            self.value = msg["value"]
+
+
 def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tensor] | None = None,
              check: bool = False) -> torch.Tensor:
     """Run ``model.model`` generatively: its data site unconditioned, one draw per row.
@@ -163,9 +182,11 @@ def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tenso
     Args:
         model: a :class:`~ppgen.GenerativeModel` (``model.model`` and ``model.data_site``).
         like: data ``[B, *event_shape]``: the program gets them as its observations (for their
-            shape and device), and ``poutine.uncondition`` makes the data site sample instead.
+            shape and device), and the data site samples instead of observing them (as under
+            ``poutine.uncondition``, for that one site).
         kwargs: per-row conditioning values (``y: [B]``): each draw is conditioned on its row's.
-        check: refuse a program whose sample sites cannot carry gradients (no ``rsample``).
+        check: trace the program and refuse one whose sample sites cannot carry gradients (no
+            ``rsample``); without it only the data site's value is kept (cheaper: no trace).
 
     Returns:
         The draws ``[B, *event_shape]``, differentiable with respect to the program's
@@ -175,15 +196,18 @@ def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tenso
         ModelError: no sample site named ``model.data_site``; with ``check``, a sample site
             that is not reparameterised.
     """
-    program = poutine.uncondition(model.model)
-    trace = poutine.trace(program).get_trace(like, **(kwargs or {}))
-    site = model.data_site
-    if site not in trace.nodes or trace.nodes[site]["type"] != "sample":
-        raise ModelError(f"{type(model).__name__}'s program has no sample site {site!r} (its "
-                         "data site): name the observed site with data_site=")
-    if check:
-        _check_reparameterized(trace, type(model).__name__)
-    return trace.nodes[site]["value"]
+    generative = _Generative(model.data_site)
+    with generative:
+        if check:
+            trace = poutine.trace(model.model).get_trace(like, **(kwargs or {}))
+            _check_reparameterized(trace, type(model).__name__)
+        else:
+            model.model(like, **(kwargs or {}))
+    if generative.value is None:
+        raise ModelError(f"{type(model).__name__}'s program has no sample site "
+                         f"{model.data_site!r} (its data site): name the observed site with "
+                         "data_site=")
+    return generative.value
 
 
 def _check_reparameterized(trace: Any, owner: str) -> None:

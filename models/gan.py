@@ -120,8 +120,10 @@ class GANBase(GenerativeModel, register=False):
     # ----------------------------------------------------------------- the program
     def noise(self, n: int) -> dist.Distribution:
         """``N(0, I_L)`` for ``n`` draws: batch ``[n]``, event ``[L]``."""
-        normal = dist.Normal(self.noise_loc, self.noise_scale, validate_args=False)
-        return normal.to_event(1).expand([n])
+        shape = (n, self.latent_dim)
+        normal = dist.Normal(self.noise_loc.expand(shape), self.noise_scale.expand(shape),
+                             validate_args=False)
+        return normal.to_event(1)
 
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None
               ) -> torch.Tensor:

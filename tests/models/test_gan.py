@@ -142,3 +142,13 @@ def test_a_gan_learns_a_gaussian_blob():
     s = gan.sample(2000)
     assert torch.allclose(s.mean(0), mean, atol=0.2)
     assert torch.allclose(s.std(0), torch.full((2,), 0.3), atol=0.15)
+
+
+def test_the_digits_example_runs():
+    from testkit import load_example
+
+    example = load_example("adversarial_gan_digits")
+    model, history = example.train("hinge", epochs=1)
+    scores = example.compare(model)
+    assert len(history) == 1 and set(scores) == {"dcgan", "real (val)"}
+    assert scores["real (val)"]["fd"] < scores["dcgan"]["fd"]  # one epoch is far from done

@@ -1,0 +1,218 @@
+"""Adversarial benchmarks (issue 12): mode coverage, digits sample quality, likelihood-free
+fitting, and the engine's overhead on a GAN step.
+
+(a) modes — the VEEGAN / PacGAN protocol (BENCHMARKS.md): a ring of 8 Gaussians (radius 1,
+    σ 0.01) and a 5x5 grid (spacing 2, σ 0.05), 100k training points; an MLP ``GAN`` per loss;
+    2,500 draws scored by ``ppgen.metrics.mode_metrics`` (modes captured, share of high-quality
+    draws within 3σ, KL of the nearest-mode histogram to uniform).
+(b) digits — ``DCGAN`` per loss with its ``fit_defaults`` on the continuous digits; 447 draws
+    against the test split: MMD, Fréchet distance, KID, precision/recall (k = 3),
+    density/coverage (k = 5), beside the real floor (the 350 validation images against the
+    test split). Feature space: raw pixels (the digits feature classifier is still to come).
+(c) simulator — the g-and-k fit of ``examples/adversarial_simulator.py``: parameter error of the
+    adversarial fit and of maximum likelihood on the same data, per seed.
+(d) overhead — a training step (critic, then generator) through ppgen's engine vs a hand-written
+    PyTorch loop with the same networks, optimisers and batch; alternating repeats in one
+    process, median ratio (target <= 1.10).
+
+    python benchmarks/adversarial.py modes --toys ring --seeds 0 1 2 --steps 10000
+    python benchmarks/adversarial.py digits --seeds 0 1 2
+    python benchmarks/adversarial.py simulator --seeds 0 1 2
+    python benchmarks/adversarial.py overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from common import write_results  # noqa: E402
+
+import ppgen  # noqa: E402
+from ppgen.data import load_digits  # noqa: E402
+from ppgen.metrics import ModeSet, mode_metrics, sample_metrics  # noqa: E402
+from ppgen.models import DCGAN, GAN  # noqa: E402
+
+LOSSES = ["minimax", "non-saturating", "least-squares", "wgan-gp", "hinge"]
+#: the mode-coverage recipe: MLP sizes, batch, Adam rate with a cosine decay (betas by loss, as
+#: GAN.fit_defaults); the R1 penalty (--r1, default 1) is what makes every loss find the modes
+TOY_MODEL = {"latent_dim": 16, "hidden_dims": (128, 128), "critic_dims": (128, 128)}
+TOY_BATCH, TOY_LR = 100, 1e-3
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "sd": sd, "values": values}
+
+
+# --------------------------------------------------------------------------- (a) modes
+def run_modes(toy: str, loss: str, seed: int, steps: int, r1: float) -> dict:
+    """One GAN on one mixture; returns its mode metrics."""
+    modes = ModeSet.ring() if toy == "ring" else ModeSet.grid()
+    x = modes.sample(100_000, seed=seed)
+    torch.manual_seed(seed)
+    model = GAN(2, loss=loss, r1=r1, **TOY_MODEL)
+    group = {**model.fit_defaults["optimizer"]["generator"], "lr": TOY_LR}
+    epochs = max(1, math.ceil(steps * TOY_BATCH / len(x)))
+    start = time.perf_counter()
+    ppgen.fit(model, x, None, epochs=epochs, batch_size=TOY_BATCH, seed=seed, progress=False,
+              optimizer={"generator": group, "critic": dict(group)}, lr_schedule="cosine")
+    torch.manual_seed(seed + 1000)
+    scores = mode_metrics(model.sample(2500), modes)
+    return {**scores, "seconds": time.perf_counter() - start,
+            "steps": epochs * math.ceil(len(x) / TOY_BATCH)}
+
+
+def modes_table(args: argparse.Namespace) -> dict:
+    rows = {}
+    for toy in args.toys:
+        for loss in args.losses:
+            runs = [run_modes(toy, loss, s, args.steps, args.r1) for s in args.seeds]
+            rows[f"{toy}/{loss}"] = {k: _mean_sd([float(r[k]) for r in runs])
+                                     for k in ("modes", "high_quality", "mode_kl", "seconds")}
+            m, hq = rows[f"{toy}/{loss}"]["modes"], rows[f"{toy}/{loss}"]["high_quality"]
+            print(f"{toy:>5} {loss:>15}: modes {m['mean']:.1f} ± {m['sd']:.1f} of "
+                  f"{runs[0]['num_modes']}, high quality {100 * hq['mean']:.1f}%", flush=True)
+    return {"recipe": {**TOY_MODEL, "batch_size": TOY_BATCH, "lr": TOY_LR, "r1": args.r1,
+                       "lr_schedule": "cosine", "steps": args.steps}, "rows": rows}
+
+
+# --------------------------------------------------------------------------- (b) digits
+def run_digits(loss: str, seed: int) -> dict:
+    digits = load_digits("continuous", seed=seed)
+    torch.manual_seed(seed)
+    model = DCGAN.for_data(digits.info, loss=loss)
+    start = time.perf_counter()
+    history = ppgen.fit(model, digits.train, digits.val, seed=seed, progress=False)
+    seconds = time.perf_counter() - start
+    torch.manual_seed(seed + 1000)
+    fake = model.eval().sample(len(digits.test))
+    scores = sample_metrics(digits.test, fake)
+    scores["fd_350"] = sample_metrics(digits.test, fake[:350])["fd"]  # the floor's N
+    return {**scores, "epochs": len(history), "best_epoch": history.best_epoch,
+            "seconds": seconds}
+
+
+def digits_table(args: argparse.Namespace) -> dict:
+    digits = load_digits("continuous", seed=0)
+    floor = sample_metrics(digits.test, digits.val)
+    print("real floor (val 350 vs test 447): " + _fmt(floor), flush=True)
+    rows = {}
+    for loss in args.losses:
+        runs = [run_digits(loss, s) for s in args.seeds]
+        keys = [k for k in runs[0] if isinstance(runs[0][k], float | int)]
+        rows[loss] = {k: _mean_sd([float(r[k]) for r in runs]) for k in keys}
+        print(f"dcgan {loss:>15}: " + _fmt({k: v["mean"] for k, v in rows[loss].items()}),
+              flush=True)
+    return {"features": "raw pixels", "floor": floor, "rows": rows}
+
+
+def _fmt(scores: dict) -> str:
+    keys = ("mmd", "fd", "fd_350", "kid", "precision", "recall", "density", "coverage")
+    return ", ".join(f"{k} {scores[k]:.3f}" for k in keys if k in scores)
+
+
+# --------------------------------------------------------------------------- (c) simulator
+def simulator_table(args: argparse.Namespace) -> dict:
+    import adversarial_simulator as sim
+
+    rows = []
+    for seed in args.seeds:
+        x = sim.simulate(3000, seed=seed)
+        train, val = x[:2000], x[2000:]
+        fits = {"adversarial": sim.fit_adversarially(train, val, seed=seed),
+                "mle": sim.fit_by_maximum_likelihood(train, val, seed=seed)}
+        row = {"seed": seed}
+        for name, fitted in fits.items():
+            error = math.sqrt(sum((fitted[k] - v) ** 2 for k, v in sim.TRUE.items()))
+            row[name] = {"parameters": fitted, "error": error}
+        print(f"seed {seed}: error adversarial {row['adversarial']['error']:.3f}, "
+              f"maximum likelihood {row['mle']['error']:.3f}", flush=True)
+        rows.append(row)
+    return {"true": sim.TRUE, "n_train": 2000, "rows": rows,
+            "adversarial_error": _mean_sd([r["adversarial"]["error"] for r in rows]),
+            "mle_error": _mean_sd([r["mle"]["error"] for r in rows])}
+
+
+# --------------------------------------------------------------------------- (d) overhead
+def _hand_written(model: GAN, batch: torch.Tensor, optimizers: dict) -> None:
+    """One non-saturating step written directly in PyTorch: critic, then generator."""
+    G, D = model.generator, model.critic
+    fake = G(torch.randn(len(batch), model.latent_dim)).detach()
+    loss = F.softplus(-D(batch)).mean() + F.softplus(D(fake)).mean()
+    optimizers["critic"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["critic"].step()
+    loss = F.softplus(-D(G(torch.randn(len(batch), model.latent_dim)))).mean()
+    optimizers["generator"].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers["generator"].step()
+
+
+def overhead_table(args: argparse.Namespace) -> dict:
+    from ppgen.engine.distributed import Cluster
+    from ppgen.engine.optim import Optimizers, group_specs
+    from ppgen.engine.precision import Precision
+    from ppgen.engine.step import Stepper
+    from ppgen.inference import make_objective
+
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 2)
+    ours, theirs = GAN(2, **TOY_MODEL), GAN(2, **TOY_MODEL)
+    objective = make_objective("adversarial", **ours.objective_defaults)
+    groups = objective.param_groups(ours)
+    optimizers = Optimizers(group_specs(groups, "adam", 1e-4, 0.0, None, 0, None))
+    optimizers.build(groups)
+    stepper = Stepper(objective(ours), optimizers, Cluster(), Precision("fp32", x.device), None)
+    plain = {"critic": torch.optim.Adam(theirs.critic.parameters(), 1e-4),
+             "generator": torch.optim.Adam(theirs.generator.parameters(), 1e-4)}
+    ratios = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for step in range(args.timed_steps):
+            stepper.step(x, {}, step, 1, 1.0)
+        t1 = time.perf_counter()
+        for _ in range(args.timed_steps):
+            _hand_written(theirs, x, plain)
+        t2 = time.perf_counter()
+        ratios.append((t1 - t0) / (t2 - t1))
+    median = statistics.median(ratios)
+    print(f"ppgen step / hand-written step: median {median:.3f} over {args.repeats} repeats "
+          f"of {args.timed_steps} steps (batch {args.batch})", flush=True)
+    return {"ratio_median": median, "ratios": ratios, "batch": args.batch,
+            "steps": args.timed_steps, "model": TOY_MODEL, "target": 1.10}
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["modes", "digits", "simulator", "overhead"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
+    parser.add_argument("--toys", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
+    parser.add_argument("--steps", type=int, default=10_000, help="training steps (modes)")
+    parser.add_argument("--timed-steps", type=int, default=50, help="steps a repeat (overhead)")
+    parser.add_argument("--r1", type=float, default=1.0, help="R1 weight (modes)")
+    parser.add_argument("--batch", type=int, default=256, help="batch (overhead)")
+    parser.add_argument("--repeats", type=int, default=7, help="repeats (overhead)")
+    parser.add_argument("--name", help="results file name (default adversarial-WHAT)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    table = {"modes": modes_table, "digits": digits_table, "simulator": simulator_table,
+             "overhead": overhead_table}[args.what](args)
+    path = write_results(args.name or f"adversarial-{args.what}", table, args.seeds)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
