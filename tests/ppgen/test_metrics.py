@@ -102,7 +102,7 @@ def test_mmd_against_the_closed_form_of_two_gaussians():
 def test_kid_is_the_unbiased_polynomial_mmd():
     x = torch.randn(300, 4, generator=gen(0))
     y = 0.5 + torch.randn(300, 4, generator=gen(1))
-    mean, std = kid(x, y, num_subsets=1)  # one subset of every row: the plain U-statistic
+    mean, std = kid(x, y, num_subsets=1, subset_size=300)  # every row: the U-statistic
     kxx, kyy, kxy = (polynomial_kernel(a.double(), b.double()) for a, b in ((x, x), (y, y),
                                                                            (x, y)))
     off = 1 - torch.eye(300, dtype=torch.float64)
@@ -110,6 +110,8 @@ def test_kid_is_the_unbiased_polynomial_mmd():
     assert float(mean) == pytest.approx(float(expected)) and float(std) == 0.0
     same, _ = kid(x, torch.randn(300, 4, generator=gen(2)), num_subsets=20, subset_size=100)
     assert abs(float(same)) < 0.1 * float(mean)
+    _, spread = kid(x, y, num_subsets=10)  # default: subsets of half the rows
+    assert float(spread) > 0
     with pytest.raises(ValueError, match="subset_size"):
         kid(x, y[:10], subset_size=50)
 
