@@ -1,11 +1,14 @@
 """The denoising objectives of diffusion models: ``L_simple`` and ``L_hybrid``.
 
 Both read the model through :class:`~ppgen.diffusion.DenoisingModel` (its process, network,
-data map and decoder), draw one step index per datum, and validate on a strided unbiased
+data map and decoder), draw one step index per datum, and validate on a stratified unbiased
 estimate of the variational bound in nats per datum (:func:`~ppgen.diffusion.strided_bound`:
-``k`` network passes per datum instead of ``T``; the full sum is ``ppgen.elbo`` or
-``model.bound_terms``). The validation draws come from a generator seeded the same way every
-epoch, so epochs are compared on the same noise (common random numbers).
+about ``k`` network passes per datum instead of ``T``; the full sum is ``ppgen.elbo`` or
+``model.bound_terms``). The default strata are geometric (widths 1, 1, 2, 4, ...): the bound
+of levels data sits in the first steps, which a uniform stride of width ``T / k`` rarely
+visits, so its estimate is heavy-tailed and, under fixed validation noise, optimistic. The
+validation draws come from a generator seeded the same way every epoch, so epochs are compared
+on the same noise (common random numbers).
 
 * ``"diffusion-simple"`` (:class:`DiffusionSimple`) — Ho et al., 2020 (arXiv:2006.11239),
   eq. 14: ``E_{t, x_0, eps} ||eps - eps_theta(x_t, t)||^2`` (or the ``x_0`` / ``v`` target),
@@ -30,6 +33,7 @@ import pyro
 import torch
 
 from ppgen.diffusion import (
+    STRATA,
     DenoisingModel,
     hybrid_terms,
     simple_loss,
@@ -58,12 +62,17 @@ def _denoising(model: Any) -> DenoisingModel:
 class _Denoising(Objective):
     """Shared validation: the strided bound with ``validation_steps`` passes per datum."""
 
-    def __init__(self, validation_steps: int = 10, validation_seed: int | None = 0) -> None:
+    def __init__(self, validation_steps: int = 10, validation_seed: int | None = 0,
+                 validation_strata: str = "geometric") -> None:
         super().__init__()
         if validation_steps < 1:
             raise ValueError(f"validation_steps must be >= 1, got {validation_steps}")
+        if validation_strata not in STRATA:
+            raise ValueError(f"unknown validation_strata {validation_strata!r}: use one of "
+                             f"{STRATA}")
         self.validation_steps = validation_steps
         self.validation_seed = validation_seed
+        self.validation_strata = validation_strata
 
     def validation_loss(self, model, batch: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """``[B]``: an unbiased estimate of the bound (nats per datum)."""
@@ -72,11 +81,12 @@ class _Denoising(Objective):
             generator = torch.Generator(device=batch.device).manual_seed(self.validation_seed)
         with pyro.validation_enabled(False):  # the engine checked the data once, up front
             return strided_bound(_denoising(model), batch, self.validation_steps, generator,
-                                 **kwargs)
+                                 self.validation_strata, **kwargs)
 
     def get_config(self) -> dict:
         return {"name": self.name, "validation_steps": self.validation_steps,
-                "validation_seed": self.validation_seed}
+                "validation_seed": self.validation_seed,
+                "validation_strata": self.validation_strata}
 
 
 class DiffusionSimple(_Denoising):
@@ -84,8 +94,10 @@ class DiffusionSimple(_Denoising):
     uniformly drawn step, averaged over the batch.
 
     Args:
-        validation_steps: network passes per datum of the strided validation bound.
+        validation_steps: about this many network passes per datum in the validation bound.
         validation_seed: seed of the validation draws (``None``: the run's random state).
+        validation_strata: ``"geometric"`` or ``"uniform"``
+            (:func:`~ppgen.diffusion.strata_edges`).
     """
 
     name = "diffusion-simple"
@@ -106,8 +118,9 @@ class DiffusionHybrid(_Denoising):
             ``sqrt(E[L_t^2])``, kept per step as a moving average of the last ~10 values,
             uniform until every step has been seen ``warmup_count`` times, mixed with 0.1%
             uniform; each datum's loss weighted by ``1 / (T p_t)``).
-        validation_steps: network passes per datum of the strided validation bound.
+        validation_steps: about this many network passes per datum in the validation bound.
         validation_seed: seed of the validation draws (``None``: the run's random state).
+        validation_strata: ``"geometric"`` or ``"uniform"`` strata of the validation bound.
         warmup_count: draws of every step before importance sampling starts.
 
     The importance sampler's statistics are buffers of this objective, checkpointed with the
@@ -122,8 +135,8 @@ class DiffusionHybrid(_Denoising):
 
     def __init__(self, vlb_weight: float = 0.001, timesteps: str = "uniform",
                  validation_steps: int = 10, validation_seed: int | None = 0,
-                 warmup_count: int = 10) -> None:
-        super().__init__(validation_steps, validation_seed)
+                 validation_strata: str = "geometric", warmup_count: int = 10) -> None:
+        super().__init__(validation_steps, validation_seed, validation_strata)
         if timesteps not in TIMESTEP_SAMPLERS:
             raise ValueError(f"unknown timesteps {timesteps!r}: use one of {TIMESTEP_SAMPLERS}")
         self.vlb_weight, self.timesteps, self.warmup_count = vlb_weight, timesteps, warmup_count

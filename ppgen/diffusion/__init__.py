@@ -16,6 +16,7 @@ their objectives (``ppgen.inference``), which may not import each other:
 from __future__ import annotations
 
 from ppgen.diffusion.denoising import (
+    STRATA,
     BoundTerms,
     DenoisingModel,
     bound_terms,
@@ -24,6 +25,7 @@ from ppgen.diffusion.denoising import (
     reverse_step,
     simple_loss,
     step_terms,
+    strata_edges,
     strided_bound,
     uniform_steps,
 )
@@ -52,6 +54,8 @@ __all__ = [
     "prior_term",
     "bound_terms",
     "strided_bound",
+    "strata_edges",
+    "STRATA",
     "simple_loss",
     "hybrid_terms",
     "uniform_steps",

@@ -22,6 +22,7 @@ from ppgen.objective import StepContext
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL_MLP = {"width": 16, "blocks": 1}
+DIRECT = {"head": "direct", **SMALL_MLP}  # the network's output is the prediction itself
 
 
 def _levels(n=8, D=4, K=5, seed=0) -> torch.Tensor:
@@ -35,14 +36,17 @@ def test_registered_by_name_and_model_defaults():
     assert ImprovedDDPM.default_objective == "diffusion-hybrid"
     made = make_objective("diffusion-hybrid", timesteps="importance", vlb_weight=0.01)
     assert made.get_config() == {"name": "diffusion-hybrid", "validation_steps": 10,
-                                 "validation_seed": 0, "vlb_weight": 0.01,
+                                 "validation_seed": 0, "validation_strata": "geometric",
+                                 "vlb_weight": 0.01,
                                  "timesteps": "importance", "warmup_count": 10}
     with pytest.raises(ValueError, match="uniform"):
         DiffusionHybrid(timesteps="stratified")
+    with pytest.raises(ValueError, match="geometric"):
+        DiffusionSimple(validation_strata="log")
 
 
 def test_simple_loss_is_the_noise_regression_error():
-    model = DDPM(4, num_steps=20, num_levels=5, denoiser=SMALL_MLP)
+    model = DDPM(4, num_steps=20, num_levels=5, denoiser=DIRECT)
     with torch.no_grad():  # a network that always predicts 0.5
         model.network.output.bias.fill_(0.5)
     x = _levels()
@@ -79,7 +83,7 @@ class _Constant(nn.Module):
 
 
 def test_vlb_term_trains_only_the_learned_variance():
-    model = ImprovedDDPM(4, num_steps=20, num_levels=5, denoiser=SMALL_MLP)
+    model = ImprovedDDPM(4, num_steps=20, num_levels=5, denoiser=DIRECT)
     model.network = _Constant(4)
     s = torch.tensor([0, 1, 5, 10, 19, 3, 7, 12])
     _, term = hybrid_terms(model, _levels(), s)

@@ -28,6 +28,7 @@ from ppgen.diffusion import (
     make_betas,
     normal_kl,
     space_timesteps,
+    strata_edges,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -274,3 +275,13 @@ def test_ddim_with_eta_one_has_the_posterior_variance():
     n, expected = 20000, process.posterior_variance[30].item()
     lo, hi = stats.chi2.ppf([P_MIN / 2, 1 - P_MIN / 2], n - 1) / (n - 1)
     assert lo * expected < var < hi * expected
+
+
+# ----------------------------------------------------------------------------- validation strata
+def test_strata_of_the_validation_bound():
+    assert strata_edges(1000, 10, "uniform") == list(range(0, 1001, 100))
+    assert strata_edges(10, 3, "uniform") == [0, 3, 7, 10]  # round(10 / 3), round(20 / 3)
+    assert strata_edges(1000, 10) == [0, 1, 2, 4, 8, 16, 32, 63, 126, 251, 501, 1000]
+    assert strata_edges(5, 10) == [0, 1, 2, 3, 4, 5]  # more passes than steps: every step
+    with pytest.raises(ValueError, match="geometric"):
+        strata_edges(10, 2, "log")
