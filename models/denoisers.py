@@ -31,10 +31,48 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DENOISERS", "build_denoiser", "MLPDenoiser", "UNetDenoiser", "TimeEmbedding"]
+__all__ = ["DENOISERS", "HEADS", "build_denoiser", "MLPDenoiser", "UNetDenoiser",
+           "TimeEmbedding", "LevelPosterior"]
 
 #: the denoiser families by ``kind``
 DENOISERS = ("mlp", "unet")
+#: how a diffusion model reads ``x_0`` from the network: directly, or through the levels
+HEADS = ("direct", "levels")
+
+
+class LevelPosterior(nn.Module):
+    """``E[x_0 | x_t]`` for data on ``K`` levels ``c_k``: a softmax over the levels whose logits
+    are the exact Gaussian likelihood of ``x_t`` plus a learned per-pixel prior plus the
+    network's correction::
+
+        logit_k = log pi_dk + net_dk(x_t, t) - (x_t - sqrt(abar) c_k)^2 / (2 (1 - abar))
+
+    With the network at zero this is the exact posterior mean under independent pixels with
+    prior ``pi``, so at low noise it rounds ``x_t`` to the nearest level exactly (a plain
+    network must learn that saw-tooth, and the first steps of the bound pay for every error);
+    the network only has to model what the pixels share. A departure from the papers' direct
+    networks, chosen for data of few levels (17 for the digits).
+
+    Args:
+        num_dims: ``D`` pixels.
+        num_levels: ``K`` levels at ``c_k = -1 + 2 k / (K - 1)``.
+    """
+
+    def __init__(self, num_dims: int, num_levels: int) -> None:
+        super().__init__()
+        self.num_dims, self.num_levels = num_dims, num_levels
+        self.prior_logits = nn.Parameter(torch.zeros(num_dims, num_levels))
+        levels = 2 * torch.arange(num_levels) / (num_levels - 1) - 1
+        self.register_buffer("levels", levels.to(torch.get_default_dtype()), persistent=False)
+
+    def forward(self, x_t: torch.Tensor, net: torch.Tensor, sqrt_abar: torch.Tensor,
+                one_minus_abar: torch.Tensor) -> torch.Tensor:
+        """``x_0`` ``[..., D]`` from ``x_t: [..., D]``, the network's ``[..., K D]`` outputs
+        (level-major) and the noise level (broadcastable to ``[..., D]``)."""
+        net = net.reshape(*net.shape[:-1], self.num_levels, self.num_dims).transpose(-1, -2)
+        centred = x_t.unsqueeze(-1) - sqrt_abar.unsqueeze(-1) * self.levels
+        logits = self.prior_logits + net - centred**2 / (2 * one_minus_abar.unsqueeze(-1))
+        return torch.softmax(logits, dim=-1) @ self.levels
 
 
 class TimeEmbedding(nn.Module):
@@ -149,8 +187,8 @@ class UNetDenoiser(nn.Module):
         time_dim: size of the time embedding.
     """
 
-    def __init__(self, image_shape: Sequence[int], out_multiplier: int = 1, channels: int = 64,
-                 blocks: int = 2, dropout: float = 0.0, time_dim: int = 128) -> None:
+    def __init__(self, image_shape: Sequence[int], out_multiplier: int = 1, channels: int = 32,
+                 blocks: int = 1, dropout: float = 0.0, time_dim: int = 128) -> None:
         super().__init__()
         shape = tuple(image_shape)
         self.shape = (1, *shape) if len(shape) == 2 else shape
@@ -202,14 +240,15 @@ class UNetDenoiser(nn.Module):
 
 def build_denoiser(num_dims: int, out_dims: int, image_shape: Sequence[int] | None,
                    options: dict[str, Any] | None = None) -> nn.Module:
-    """The denoiser ``options`` describe (``{"kind": "mlp" | "unet", **its arguments}``).
+    """The denoiser ``options`` describe (``{"kind": "mlp" | "unet", **its arguments}``; a
+    ``"head"`` entry is the model's, see :data:`HEADS`, and ignored here).
 
     The default kind is ``"unet"`` for images (``image_shape`` given), ``"mlp"`` otherwise.
 
     Raises:
         ValueError: an unknown kind, a U-Net without an image shape, or unknown arguments.
     """
-    options = dict(options or {})
+    options = {k: v for k, v in (options or {}).items() if k != "head"}
     kind = options.pop("kind", "unet" if image_shape else "mlp")
     if kind not in DENOISERS:
         raise ValueError(f"unknown denoiser kind {kind!r}: use one of {DENOISERS}")

@@ -51,15 +51,21 @@ def _randomize_outputs(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 VARIANTS = {
-    "ddpm-levels": lambda: DDPM(4, num_steps=30, num_levels=5, denoiser=SMALL_MLP),
+    "ddpm-direct": lambda: DDPM(4, num_steps=30, num_levels=5,
+                                denoiser={"head": "direct", **SMALL_MLP}),
     "ddpm-x0-small": lambda: DDPM(4, num_steps=30, num_levels=5, prediction="x0",
                                   variance="fixed-small", denoiser=SMALL_MLP),
     "improved-levels": lambda: ImprovedDDPM(4, num_steps=30, num_levels=5, denoiser=SMALL_MLP),
     "improved-v-continuous": lambda: ImprovedDDPM(4, num_steps=30, likelihood="continuous",
                                                   prediction="v", data_scale=2.0,
                                                   denoiser=SMALL_MLP),
-    "ddpm-unet": lambda: DDPM(16, num_steps=10, num_levels=3, image_shape=(4, 4),
-                              denoiser={"channels": 8, "blocks": 1}),
+    "ddpm-unet-direct": lambda: DDPM(16, num_steps=10, num_levels=3, image_shape=(4, 4),
+                                     denoiser={"head": "direct", "channels": 8, "blocks": 1}),
+    "improved-levels-head": lambda: ImprovedDDPM(4, num_steps=30, num_levels=5,
+                                                 denoiser={"head": "levels", **SMALL_MLP}),
+    "ddpm-unet-levels-head": lambda: DDPM(16, num_steps=10, num_levels=3, image_shape=(4, 4),
+                                          denoiser={"head": "levels", "channels": 8,
+                                                    "blocks": 1}),
 }
 
 
@@ -162,9 +168,10 @@ def test_closed_form_bound_of_gaussian_data(schedule, variance):
     bound = -ppgen.elbo(model, None, x, analytic_kl=True).double()
     se = bound.std().item() / math.sqrt(N)
     assert abs(bound.mean().item() - expected) < 4 * se, (bound.mean().item(), expected, se)
-    strided = strided_bound(model, x, num_steps=8).double()
-    se = strided.std().item() / math.sqrt(N)
-    assert abs(strided.mean().item() - expected) < 4 * se, (strided.mean().item(), expected, se)
+    for strata in ("uniform", "geometric"):
+        strided = strided_bound(model, x, num_steps=8, strata=strata).double()
+        se = strided.std().item() / math.sqrt(N)
+        assert abs(strided.mean().item() - expected) < 4 * se, (strata, strided.mean(), se)
     assert expected > 0.5 * math.log(2 * math.pi * math.e * v)  # above the true NLL
 
 
@@ -255,6 +262,26 @@ def test_bad_data_and_arguments_are_refused():
                           ({"likelihood": "poisson"}, "categorical"),
                           ({"denoiser": {"kind": "transformer"}}, "mlp"),
                           ({"denoiser": {"kind": "unet"}}, "image_shape"),
-                          ({"denoiser": {"depth": 3}}, "bad options")]:
+                          ({"denoiser": {"depth": 3}}, "bad options"),
+                          ({"denoiser": {"head": "logits"}}, "direct")]:
         with pytest.raises(ModelError, match=match):
             DDPM(4, **{"num_steps": 10, "num_levels": 5, **kwargs})
+    with pytest.raises(ModelError, match="levels data"):
+        DDPM(4, num_steps=10, likelihood="continuous", denoiser={"head": "levels"})
+
+
+def test_levels_head_is_the_independent_pixel_posterior_mean():
+    """With the network at zero, x_0 is E[x_0 | x_t] under independent uniform pixels: exact
+    rounding at low noise, the hand posterior mean at any noise."""
+    model = DDPM(3, num_steps=100, num_levels=5, denoiser=SMALL_MLP)  # levels: the default
+    process, levels = model.process, torch.linspace(-1, 1, 5)
+    x0 = levels[torch.tensor([0, 2, 4])]
+    for s in (0, 10, 60):
+        x_t = process.q_sample(x0, s, torch.full((3,), 0.7))
+        eps = model.denoise(x_t, s)  # the network's output layer starts at zero
+        got = process.p_mean_variance(eps, x_t, s).x0
+        a, v = process.sqrt_alphas_cumprod[s], process.one_minus_alphas_cumprod[s]
+        w = torch.softmax(-(x_t[:, None] - a * levels) ** 2 / (2 * v), dim=-1)
+        assert torch.allclose(got, w @ levels, atol=1e-4)
+        if s == 0:
+            assert torch.allclose(got, x0, atol=1e-5)
