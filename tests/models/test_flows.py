@@ -358,7 +358,7 @@ def test_density_heatmap_shows_density_data_and_samples(tmp_path):
     data = torch.randn(300, 2)
     fig = plots.density_heatmap(model, data, num_samples=200, resolution=61, title="maf",
                                 bounds=(-3.0, 3.0, -2.0, 4.0))
-    density, scatter_data, scatter_samples = fig.axes
+    density, scatter_data, scatter_samples = fig.axes[:3]  # then the colour bar
     mesh = density.collections[0].get_array().reshape(61, 61)  # rows: y, columns: x
     points = torch.tensor([[-3.0, -2.0], [0.0, 1.0], [3.0, 4.0], [0.0, -2.0]])
     expected = ppgen.log_likelihood(model, points).exp()
