@@ -243,6 +243,9 @@ CASES: dict[str, Case] = {
                                    loss="hinge", r1=1.0), "float"),
     "dcgan": Case(lambda: zoo.DCGAN((1, 4, 4), latent_dim=2, channels=2, num_stages=1),
                   "float"),
+    # diffusion: the denoising loss at a random step per datum
+    "ddpm": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3), "levels"),
+    "improved-ddpm": Case(lambda: zoo.ImprovedDDPM(4, num_steps=10, num_levels=3), "levels"),
     "dequantized-conditional": Case(
         lambda: _dequantized(_flow(zoo.MAF, 4, logit_alpha=0.05, num_classes=3),
                              dequantization="variational"),
