@@ -294,8 +294,8 @@ class Adversarial(Objective):
         """The critic: this objective's, else the one the model carries (``model.critic``)."""
         if self.critic is not None:
             return self.critic
-        critic = getattr(model, "critic", None)
-        if not isinstance(critic, nn.Module):
+        critic = model.critic_network()
+        if critic is None:
             raise ModelError(
                 f"{type(model).__name__} carries no critic: pass one to the objective, e.g. "
                 "Adversarial('wgan-gp', critic=mlp_critic(num_dims)) from ppgen.inference"

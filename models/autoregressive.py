@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -65,6 +67,18 @@ def training_step(module: nn.Module) -> bool:
     either module mode.
     """
     return module.training and torch.is_grad_enabled()
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Dropout off for a deterministic pass (an encoder's mean, a sampler); the training flag
+    restored afterwards."""
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)
 
 
 class TrainingDropout(nn.Dropout):

@@ -34,8 +34,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyro
@@ -59,6 +58,7 @@ from ppgen.diffusion import (
     space_timesteps,
 )
 from ppgen.errors import ModelError
+from ppgen.models.autoregressive import eval_mode
 from ppgen.models.denoisers import HEADS, LevelPosterior, build_denoiser
 from ppgen.protocol import GenerativeModel, ModelKind
 
@@ -228,7 +228,7 @@ class DDPM(GenerativeModel):
         ``steps`` ``[N, T]`` (column ``t - 1`` is ``L_{t-1}``; column 0 the decoder's
         ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step."""
         x = self.check_data(x).to(self.device)
-        with _eval_mode(self):
+        with eval_mode(self):
             return bound_terms(self, x)
 
     # ----------------------------------------------------------------- sampling
@@ -253,7 +253,7 @@ class DDPM(GenerativeModel):
         if eta < 0:
             raise ModelError(f"eta must be >= 0, got {eta}")
         process = self.sampling_process(steps, spacing)
-        with _eval_mode(self):
+        with eval_mode(self):
             if sampler == "ddim":
                 x_T = torch.randn(n, self.num_dims, device=self.device, dtype=self._one.dtype)
                 return ddim_sample(self, process, x_T, eta)
@@ -323,15 +323,6 @@ def _normal(mean: torch.Tensor, log_var: torch.Tensor) -> dist.TorchDistribution
     return dist.Normal(mean, torch.exp(0.5 * log_var)).to_event(1)
 
 
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Dropout off for a deterministic pass; the training flag restored afterwards."""
-    training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(training)
 
 
 def _process(schedule: str, T: int, prediction: str, variance: str,

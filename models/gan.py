@@ -118,6 +118,10 @@ class GANBase(GenerativeModel, register=False):
                 "batch_size": 64, "epochs": 300, "patience": 60, "ema": self.weight_average}
 
     # ----------------------------------------------------------------- the program
+    def critic_network(self) -> nn.Module:
+        """The critic this GAN carries (trained by the adversarial objective, saved with it)."""
+        return self.critic
+
     def noise(self, n: int) -> dist.Distribution:
         """``N(0, I_L)`` for ``n`` draws: batch ``[n]``, event ``[L]``."""
         shape = (n, self.latent_dim)

@@ -34,10 +34,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyro
@@ -61,6 +60,7 @@ from ppgen.distributions import (
     FlowDistribution,
 )
 from ppgen.errors import ModelError
+from ppgen.models.autoregressive import eval_mode
 from ppgen.protocol import GenerativeModel, ModelKind
 
 if TYPE_CHECKING:
@@ -346,7 +346,7 @@ class VAE(GenerativeModel):
             x: data ``[N, D]`` (validated with :meth:`check_data`).
         """
         x = self.check_data(x).to(self.device)
-        with _eval_mode(self):
+        with eval_mode(self):
             h = self.encoder(self._encoder_input(x))
             loc = h[:, : self.latent_dim]
             if self.q_flow is None:
@@ -360,7 +360,7 @@ class VAE(GenerativeModel):
         Categorical: the expected level ``sum_k k p_k`` (in ``[0, K - 1]``); Bernoulli: the
         probabilities; Gaussian: the location.
         """
-        with _eval_mode(self):
+        with eval_mode(self):
             fn = self.likelihood_fn(z.to(self.device))
         if isinstance(fn, FactorizedDistribution):
             return fn.mean
@@ -405,15 +405,6 @@ class VAE(GenerativeModel):
         return cls(**{**args, **kwargs})
 
 
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Switch dropout off for a deterministic pass; restore the training flag afterwards."""
-    training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(training)
 
 
 def _check_args(

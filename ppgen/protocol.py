@@ -118,6 +118,12 @@ class GenerativeModel(pyro.nn.PyroModule):
         """The variational program q(z | x); only latent models have one."""
         raise ModelError(f"{type(self).__name__} has no latent variables and so no guide")
 
+    def critic_network(self) -> torch.nn.Module | None:
+        """The critic an implicit model is trained against, when it carries one (the
+        adversarial counterpart of a guide: zoo GANs carry theirs and save it with the model);
+        ``None`` otherwise, and adversarial objectives then need a critic of their own."""
+        return None
+
     # ----------------------------------------------------------------- training hooks
     def initialize(self, x: torch.Tensor, **kwargs: Any) -> None:
         """Data-dependent initialisation (e.g. ActNorm) from the first training batch

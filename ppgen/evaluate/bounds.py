@@ -7,10 +7,9 @@ from typing import Any
 
 import torch
 
-from ppgen.evaluate.arguments import check_counts, guide_and_data
 from ppgen.evaluate.estimators import elbo, log_likelihood
 from ppgen.evaluate.program import resolve
-from ppgen.evaluate.routing import evaluation_options, routed
+from ppgen.evaluate.routing import resolve_call
 from ppgen.protocol import GenerativeModel, ModelKind
 
 __all__ = ["bits_per_dim", "dequantization_bound", "nll_report"]
@@ -74,10 +73,8 @@ def nll_report(
         A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
         ``iwae`` and ``num_particles``.
     """
-    guide, x = guide_and_data("ppgen.evaluate.nll_report", args, guide, x)
-    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
-    options = evaluation_options(model, num_particles, batch_size)
-    estimator = routed(model, "report")
+    guide, x, options, estimator = resolve_call("ppgen.evaluate.nll_report", "report", model,
+                                                args, guide, x, num_particles, batch_size)
     if estimator is not None:
         return estimator(model, x, **options, **kwargs)
     num_particles, batch_size = options["num_particles"], options["batch_size"]

@@ -46,7 +46,7 @@ from ppgen.evaluate.program import (
     runs_on_rows,
     validation_context,
 )
-from ppgen.evaluate.routing import evaluation_options, routed
+from ppgen.evaluate.routing import resolve_call
 
 __all__ = ["log_likelihood", "elbo", "pointwise_log_likelihood", "ROWS_PER_CHUNK"]
 
@@ -119,10 +119,8 @@ def log_likelihood(
         >>> log_likelihood(model, torch.zeros(3, 2)).shape
         torch.Size([3])
     """
-    guide, x = guide_and_data("ppgen.log_likelihood", args, guide, x)
-    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
-    options = evaluation_options(model, num_particles, batch_size)
-    estimator = routed(model, "log_likelihood")
+    guide, x, options, estimator = resolve_call("ppgen.log_likelihood", "log_likelihood", model,
+                                                args, guide, x, num_particles, batch_size)
     if estimator is not None:
         return estimator(model, x, **options, **kwargs)
     num_particles, batch_size = options["num_particles"], options["batch_size"]

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ppgen.errors import ImplicitModelError, ModelError
+from ppgen.evaluate.arguments import check_counts, guide_and_data
 from ppgen.protocol import DEFAULT_NUM_PARTICLES, GenerativeModel, ModelKind
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "routed",
     "refusal",
     "evaluation_options",
+    "resolve_call",
 ]
 
 #: kinds the trace-based estimators cannot serve: they route to a registered estimator
@@ -199,3 +201,15 @@ def evaluation_options(
     if isinstance(model, GenerativeModel):
         return model.evaluation_options(num_particles, batch_size)
     return {"num_particles": num_particles or DEFAULT_NUM_PARTICLES, "batch_size": batch_size}
+
+
+def resolve_call(entry: str, task: str, model: Any, args: tuple, guide: Any, x: Any,
+                 num_particles: Any, batch_size: Any
+                 ) -> tuple[Any, Any, dict[str, Any], Callable[..., Any] | None]:
+    """What every evaluation entry point does first: read ``(guide, x)`` in either order,
+    check the counts, settle the evaluation options and find the estimator of ``task`` for
+    the model's kind. Returns ``(guide, x, options, estimator or None)``."""
+    guide, x = guide_and_data(entry, args, guide, x)
+    num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
+    options = evaluation_options(model, num_particles, batch_size)
+    return guide, x, options, routed(model, task)
