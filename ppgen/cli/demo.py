@@ -25,7 +25,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     from ppgen.demo import run_demo
 

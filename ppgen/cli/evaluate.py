@@ -30,7 +30,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     import pyro
 
@@ -59,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _evaluation_rows(model, extra: dict, args: argparse.Namespace):
     """``(x, labels, data record, file name part)`` of ``ppgen evaluate``: a split of the run's
     recorded data, or every row of ``--data FILE``."""
@@ -77,7 +75,6 @@ def _evaluation_rows(model, extra: dict, args: argparse.Namespace):
     x = runs.read_rows(model, extra, args.data)
     source = {"spec": args.data, **file_record(args.data)}
     return x, runs.score_labels(model, args), source, f"file-{Path(args.data).stem}"
-
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -27,7 +27,6 @@ class _FitHelp(argparse.Action):
         parser.exit()
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "fit",
@@ -78,7 +77,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     import ppgen.models  # noqa: F401  (fills the registry)
     from ppgen.protocol import registered_models
@@ -91,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--out DIR is required")
     _check_run_folder(args)
     return _fit(args)
-
 
 
 def _check_run_folder(args: argparse.Namespace) -> None:
@@ -107,7 +104,6 @@ def _check_run_folder(args: argparse.Namespace) -> None:
                      "replace it, --resume to continue it, or choose another --out")
 
 
-
 def _clear_run_folder(args: argparse.Namespace) -> None:
     """``--overwrite``: the old run's files go just before training (so a mistake found
     earlier keeps them, and a failed new run leaves none of them beside its own)."""
@@ -117,10 +113,8 @@ def _clear_run_folder(args: argparse.Namespace) -> None:
             (out / name).unlink(missing_ok=True)
 
 
-
 #: the files ``ppgen fit`` writes into a run folder
 _RUN_FILES = ("model.pt", "checkpoint.pt", "history.csv", "metrics.json", "curves.png")
-
 
 
 def _print_models(models: dict) -> int:
@@ -129,7 +123,6 @@ def _print_models(models: dict) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:<{width}}  {cls.kind.value:<8}  {doc[0] if doc else ''}")
     return 0
-
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -173,7 +166,6 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The training options given on the command line (``None``: the model's default)."""
     return {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -181,11 +173,9 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
             "warmup_steps": args.warmup_steps, "ema": args.ema, "precision": args.precision}
 
 
-
 def _settings_used(model, options: dict[str, Any]) -> dict[str, Any]:
     """``model.fit_defaults`` with the given options on top, as ``ppgen.fit`` merges them."""
     return {**model.fit_defaults, **{k: v for k, v in options.items() if v is not None}}
-
 
 
 def _objective_used(model, args: argparse.Namespace, saved: Path) -> dict[str, Any]:
@@ -197,12 +187,10 @@ def _objective_used(model, args: argparse.Namespace, saved: Path) -> dict[str, A
     return training.get("objective") or {"name": args.objective or model.default_objective}
 
 
-
 def _provenance(args: argparse.Namespace) -> dict[str, Any]:
     from ppgen.provenance import provenance
 
     return provenance(args.command_line)
-
 
 
 def _optimizer(value: str | None) -> Any:
@@ -215,10 +203,8 @@ def _optimizer(value: str | None) -> Any:
         raise UsageError(f"--optimizer is not valid JSON ({err.msg}): {value!r}") from None
 
 
-
 def _objective_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return None if args.particles is None else {"num_particles": args.particles}
-
 
 
 def _set_help(name: str) -> str:
@@ -234,7 +220,6 @@ def _set_help(name: str) -> str:
     return options_help(cls)
 
 
-
 def _build_model(cls, info, options: dict[str, Any]):
     """``cls.for_data(info, **options)``; a value the constructor refuses is a usage error."""
     from ppgen.errors import PpgenError
@@ -248,7 +233,6 @@ def _build_model(cls, info, options: dict[str, Any]):
             raise
         given = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in options.items())
         raise UsageError(f"cannot build {cls.name} with --set {given}: {err}") from err
-
 
 
 def _fit_metrics(model, history, seconds: float, extra: dict) -> dict[str, Any]:

@@ -19,19 +19,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_verbose(p)
 
 
-
 def add_verbose(p: argparse.ArgumentParser) -> None:
     """``-v`` after the sub-command too (``ppgen fit ... -v``); it leaves ``ppgen -v`` alone."""
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                    help="log progress details")
-
 
 
 def add_evaluation_options(p: argparse.ArgumentParser) -> None:

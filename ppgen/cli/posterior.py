@@ -43,7 +43,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -74,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _cmd_amortization_gap(args: argparse.Namespace) -> int:
     from ppgen.analysis import amortization_gap, plot_amortization_gap
     from ppgen.data import load_array
@@ -100,7 +98,6 @@ def _cmd_amortization_gap(args: argparse.Namespace) -> int:
     print(f"wrote {out}/amortization_gap.txt, .csv{'' if args.no_plots else ', .png'} and "
           "posterior.nc")
     return 0
-
 
 
 def _load_program(spec: str):

@@ -17,11 +17,9 @@ def run_folder(path: str) -> Path:
     return p.parent if p.suffix == ".pt" else p
 
 
-
 def model_file(path: str) -> Path:
     """The model file of a run folder (or the ``.pt`` file given)."""
     return Path(path) if Path(path).suffix == ".pt" else Path(path) / "model.pt"
-
 
 
 def load_run(path: str):
@@ -43,7 +41,6 @@ def load_run(path: str):
     return model, extra
 
 
-
 def run_data(extra: dict, where: str, fix: str):
     """The splits of the run's recorded data (refused when its file changed since)."""
     from ppgen.data import load_record
@@ -52,7 +49,6 @@ def run_data(extra: dict, where: str, fix: str):
     if not spec:
         raise UsageError(f"{where} records no data set (it was not written by `ppgen fit`): {fix}")
     return load_record(spec)
-
 
 
 def test_rows(extra: dict):
@@ -68,7 +64,6 @@ def test_rows(extra: dict):
         return None
 
 
-
 def read_rows(model, extra: dict, path: str):
     """Rows of a user file for ``model``: read as the run's data were, checked by the model."""
     from ppgen.data import load_array
@@ -79,7 +74,6 @@ def read_rows(model, extra: dict, path: str):
     return model.check_data(x, Path(path).name)
 
 
-
 def cluster():
     """The processes this command runs on (one, or those torchrun started)."""
     from ppgen.engine.distributed import Cluster
@@ -87,13 +81,11 @@ def cluster():
     return Cluster.from_env()
 
 
-
 def class_condition(model):
     """The model's declared class-label input (``None`` for a model without one)."""
     from ppgen.conditions import ConditionKind
 
     return model.conditions.of_kind(ConditionKind.CLASS)
-
 
 
 def split_labels(model, data, split: str):
@@ -107,11 +99,9 @@ def split_labels(model, data, split: str):
     return data.labels[split]
 
 
-
 def label_kwargs(model, labels) -> dict[str, Any]:
     """``{name: labels}`` under the model's class-label keyword (``{}`` without labels)."""
     return {} if labels is None else {class_condition(model).name: labels}
-
 
 
 def score_labels(model, args: argparse.Namespace):
@@ -130,7 +120,6 @@ def score_labels(model, args: argparse.Namespace):
     return labels.reshape(-1) if labels.dim() == 2 and labels.shape[1] == 1 else labels
 
 
-
 def atomic(path: Path, write) -> None:
     """Write ``path`` (its folder created) through a temporary file: never a partial file."""
     from ppgen.checkpoint import atomic_write
@@ -139,11 +128,9 @@ def atomic(path: Path, write) -> None:
     atomic_write(path, write)
 
 
-
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, default=str) + "\n"
     atomic(path, lambda f: f.write(text.encode()))
-
 
 
 def fmt(value: Any) -> str:

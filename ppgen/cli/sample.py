@@ -14,7 +14,6 @@ from ppgen.cli.checks import UsageError, check_output, parse_sets, refuse_inputs
 _IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sample",
@@ -35,7 +34,6 @@ def add_parser(sub) -> None:
                    help="sampler option, e.g. --set num_steps=50 (JSON values)")
     options.add_common(p)
     p.set_defaults(run=run)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _class_rows(model, n: int, options: dict[str, Any]) -> tuple[int, list[str]] | None:
     """A class-conditional model sampled without a label: the classes in blocks, so that each
     row of the grid is one class; returns ``(images per row, row labels)`` (``options`` gets
@@ -83,7 +80,6 @@ def _class_rows(model, n: int, options: dict[str, Any]) -> tuple[int, list[str]]
     per_row = math.ceil(n / condition.num_classes)
     options[condition.name] = torch.arange(n) // per_row
     return per_row, [f"{condition.name}={c}" for c in range(math.ceil(n / per_row))]
-
 
 
 def _plot_samples(samples, extra: dict, out: Path, name: str, model=None,
@@ -104,7 +100,6 @@ def _plot_samples(samples, extra: dict, out: Path, name: str, model=None,
     else:
         raise UsageError(f"samples of shape {tuple(samples.shape[1:])} have no picture; use --npy")
     plots.save(fig, out)
-
 
 
 def _has_density(model, info: dict) -> bool:

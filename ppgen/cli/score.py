@@ -33,7 +33,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-
 def run(args: argparse.Namespace) -> int:
     from ppgen.anomaly.metrics import threshold_at_fpr
 
@@ -59,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _plot_scores(scores, flagged, threshold: float, path: Path, title: str) -> None:
     """The anomaly scores (``-log p``) of the flagged and the other rows, threshold marked."""
     from ppgen import plots
@@ -68,7 +66,6 @@ def _plot_scores(scores, flagged, threshold: float, path: Path, title: str) -> N
     fig = score_histogram(flagged, -scores, threshold=-threshold, title=title,
                           names=("not flagged", "flagged"))
     plots.save(fig, path)
-
 
 
 def _scores(model, x, args: argparse.Namespace, labels=None):
@@ -83,7 +80,6 @@ def _scores(model, x, args: argparse.Namespace, labels=None):
     ll = log_likelihood(model, x.to(device), num_particles=args.particles,
                         batch_size=args.batch_size, **runs.label_kwargs(model, labels))
     return ll.double().cpu().numpy()
-
 
 
 def _write_scores(path: Path, scores, flagged) -> None:
