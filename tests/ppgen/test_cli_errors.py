@@ -64,6 +64,15 @@ MISTAKES = [
     (["fit", "markov-chain", "--out", "{run}/model.pt"], "is a file"),
     (["score", "{run}", "--data", "{csv}", "--out", "{run}", "--threshold", "0"], "directory"),
     (["posterior", "{prog}:model", "--data", "{y}", "--out", "{csv}"], "is a file"),
+    # named arrays of ppgen posterior
+    (["posterior", "{prog}:model", "--data", "1y={y}", "--out", "{tmp}/p"], "keyword name"),
+    (["posterior", "{prog}:model", "--data", "{y}", "--data", "{y}", "--out", "{tmp}/p"],
+     "name them"),
+    (["posterior", "{prog}:model", "--data", "x={y}", "--data", "x={y}", "--out", "{tmp}/p"],
+     "given twice"),
+    (["posterior", "{prog}:model", "--data", "x={tmp}/a.npz", "--out", "{tmp}/p"], "alone"),
+    (["posterior", "{prog}:model", "--data", "{tmp}/missing.npz", "--out", "{tmp}/p"],
+     "no such file"),
     # a broken model
     (["sample", "{nan_run}", "-n", "4", "--out", "{tmp}/g.png"], "NaN"),
     # argparse's own mistakes
