@@ -46,6 +46,7 @@ def posterior(
     dims: dict[str, list[str]] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     data: Mapping[str, Any] | None = None,
+    progress: bool = True,
     **options: Any,
 ) -> Any:
     """Posterior of ``model(*args, **model_kwargs)`` as ArviZ ``InferenceData``.
@@ -98,6 +99,8 @@ def posterior(
         data: named arrays passed to the program as keywords, e.g. ``{"y": y, "X": X}``
             (tensors or NumPy arrays); the one the program observes in its ``"data"`` plate
             is the data, and sets ``N``.
+        progress: a progress bar of the MCMC iterations (all chains) on a terminal, as Pyro's
+            ``MCMC`` shows; Pyro's ``disable_progbar=True`` is the same as ``False`` here.
         **options: Pyro's option names (see above); a keyword the program declares by name
             is passed to it as before, and any other name is refused.
 
@@ -119,6 +122,8 @@ def posterior(
         >>> az.summary(idata)  # doctest: +SKIP
     """
     _check_options(method, guide, num_samples, num_chains)
+    if "disable_progbar" in options:  # Pyro's MCMC name for the same switch
+        progress = not options.pop("disable_progbar")
     if data is not None and not isinstance(data, Mapping):  # a program keyword named data
         options, data = {"data": data, **options}, None
     opts = sort_options(model, method, options, num_warmup=num_warmup,
@@ -126,7 +131,8 @@ def posterior(
                         model_kwargs=model_kwargs)
     kwargs = _with_arrays(opts.model_kwargs, data)
     check_data_arguments(args, kwargs, data_site)
-    mcmc_options = {"kernel_options": opts.kernel_options, "chain_method": chain_method}
+    mcmc_options = {"kernel_options": opts.kernel_options, "chain_method": chain_method,
+                    "progress": progress}
     trace = trace_program(model, args, kwargs)
     args, kwargs, trace = _in_programs_dtype(model, args, kwargs, trace)
     latent, observed = sample_sites(trace)
@@ -251,7 +257,8 @@ def _infer(model, args, kwargs, method, guide, num_samples, num_warmup, num_chai
                  "chain_method": out.chain_method}
         return out.samples, out.stats, attrs
     out = fit_guide(model, args, kwargs, guide=guide, num_samples=num_samples,
-                    num_chains=num_chains, seed=seed, **(svi_options or {}))
+                    num_chains=num_chains, seed=seed, progress=mcmc_options["progress"],
+                    **(svi_options or {}))
     attrs = {"inference": "svi", "guide": guide, "final_loss": float(out.losses[-1])}
     return out.samples, {}, attrs
 

@@ -47,6 +47,7 @@ def fit_full_batch(
     num_steps: int,
     lr: float,
     train_kwargs: dict[str, torch.Tensor] | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """``num_steps`` full-batch Adam steps of ``objective`` on ``model`` through the engine.
 
@@ -62,6 +63,7 @@ def fit_full_batch(
         lr: initial Adam learning rate (decays to ``lr / 100``, :func:`decay_to_hundredth`).
         train_kwargs: per-row tensors ``[N, ...]`` shuffled with ``data`` and passed to
             ``objective.loss`` (e.g. ``{"rows": arange(N)}``).
+        progress: the engine's progress bar (one tick a step) on a terminal.
 
     Returns:
         ``[num_steps]`` the loss of each step (the engine history's ``train_loss``).
@@ -77,7 +79,7 @@ def fit_full_batch(
         history = engine.train(
             model, objective, data, epochs=num_steps, batch_size=len(data), lr=lr,
             optimizer="adam", lr_schedule=decay_to_hundredth, seed=seed, device=data.device,
-            progress=False, train_kwargs=train_kwargs,
+            progress=progress, train_kwargs=train_kwargs,
         )
     return np.asarray(history.column("train_loss"), dtype=float)
 

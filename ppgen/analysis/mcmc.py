@@ -27,6 +27,7 @@ import inspect
 import math
 import multiprocessing
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer.mcmc import HMC, MCMC, NUTS
+from tqdm.auto import tqdm
 
 from ppgen.errors import ModelError
 
@@ -214,6 +216,7 @@ def run_chains(
     seed: int,
     kernel_options: dict[str, Any] | None = None,
     chain_method: str = "auto",
+    progress: bool = True,
 ) -> ChainDraws:
     """Run ``num_chains`` chains (in parallel processes or in turn) and stack their draws.
 
@@ -229,6 +232,8 @@ def run_chains(
         kernel_options: passed to the kernel (e.g. ``target_accept_prob``, ``max_tree_depth``).
         chain_method: ``"auto"``, ``"parallel"`` or ``"sequential"`` (see
             :func:`resolve_chain_method`); the draws do not depend on it.
+        progress: a bar of the iterations (warm-up and sampling, all chains) on a terminal;
+            the workers of parallel chains report to it through a shared counter.
 
     Returns:
         The stacked draws and statistics.
@@ -238,42 +243,64 @@ def run_chains(
     job = functools.partial(_one_chain, model, args, kwargs, method, num_samples, num_warmup,
                             options=kernel_options or {})
     seeds = [seed + c for c in range(num_chains)]
-    chains = _in_processes(job, seeds) if how == "parallel" else [job(s) for s in seeds]
+    total = num_chains * (num_warmup + num_samples)
+    with tqdm(total=total, desc=f"{method.upper()} ({num_chains} chains, {how})",
+              unit="it", disable=None if progress else True, leave=False) as bar:
+        if how == "parallel":
+            chains = _in_processes(job, seeds, bar)
+        else:
+            chains = [job(s, tick=lambda *_: bar.update()) for s in seeds]
     samples = {k: np.stack([ch[0][k] for ch in chains]) for k in chains[0][0]}
     stats = {k: np.stack([ch[1][k] for ch in chains]) for k in chains[0][1]}
     stats["diverging"] = stats["diverging"].astype(bool)
     return ChainDraws(samples, stats, how)
 
 
-#: The job forked workers run (set only while a pool is open; inherited, never pickled, so
-#: closures and user functions defined anywhere work).
+#: The job forked workers run and their shared iteration counter (set only while a pool is
+#: open; inherited, never pickled, so closures and user functions defined anywhere work).
 _JOB: Any = None
+_DONE: Any = None
 
 
-def _in_processes(job, seeds: list[int]) -> list[tuple[dict, dict]]:
-    """``job(seed)`` for every seed, in forked worker processes; results in seed order."""
-    global _JOB
+def _in_processes(job, seeds: list[int], bar: Any) -> list[tuple[dict, dict]]:
+    """``job(seed)`` for every seed, in forked worker processes; results in seed order. The
+    workers count their iterations in a shared counter that ``bar`` follows."""
+    global _JOB, _DONE
+    context = multiprocessing.get_context("fork")
     workers = min(len(seeds), _num_cpus())
     threads = max(1, torch.get_num_threads() // workers)
-    _JOB = job
+    _JOB, _DONE = job, context.Value("q", 0)
     try:
-        with multiprocessing.get_context("fork").Pool(
-                workers, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            return pool.map(_run_job, seeds, chunksize=1)
+        with context.Pool(workers, initializer=torch.set_num_threads,
+                          initargs=(threads,)) as pool:
+            result = pool.map_async(_run_job, seeds, chunksize=1)
+            while not result.ready():
+                result.wait(0.25)
+                bar.update(_DONE.value - bar.n)
+            chains = result.get()
+            bar.update(_DONE.value - bar.n)
+            return chains
     finally:
-        _JOB = None
+        _JOB = _DONE = None
 
 
 def _run_job(seed: int) -> tuple[dict, dict]:
-    return _JOB(seed)
+    return _JOB(seed, tick=_count)
 
 
-def _one_chain(model, args, kwargs, method, num_samples, num_warmup, seed, options):
+def _count(*_: Any) -> None:
+    """A worker's iteration, added to the shared counter (Pyro's ``MCMC`` ``hook_fn``)."""
+    with _DONE.get_lock():
+        _DONE.value += 1
+
+
+def _one_chain(model, args, kwargs, method, num_samples, num_warmup, seed, options,
+               tick: Callable[..., None] | None = None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         kernel = KERNELS[method](model, **options)
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
-                    num_chains=1, disable_progbar=True)
+                    num_chains=1, disable_progbar=True, hook_fn=tick)
         mcmc.run(*args, **kwargs)
     samples = {k: v.detach().cpu().numpy() for k, v in mcmc.get_samples().items()}
     kept = kernel.stats_[-num_samples:]

@@ -33,7 +33,7 @@ DEFAULT_WARMUP = 1000
 
 #: ``MCMC`` arguments with another name in ppgen.
 _MCMC_ALIASES = {"warmup_steps": "num_warmup"}
-#: ``MCMC`` arguments accepted with nothing to do: the chains run without Pyro's progress bar.
+#: ``MCMC`` arguments ``posterior`` reads itself (``disable_progbar``: its ``progress``).
 _MCMC_IGNORED = {"disable_progbar"}
 #: What to use instead of the ``MCMC`` arguments ppgen has no counterpart of.
 _MCMC_INSTEAD = {
@@ -163,7 +163,7 @@ def _kernel_names(method: str) -> frozenset[str]:
 
 @functools.cache
 def _svi_names() -> frozenset[str]:
-    own = {"model", "args", "kwargs", "guide", "num_samples", "num_chains", "seed"}
+    own = {"model", "args", "kwargs", "guide", "num_samples", "num_chains", "seed", "progress"}
     return frozenset(_parameters(fit_guide)) - own
 
 

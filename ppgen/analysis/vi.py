@@ -72,6 +72,7 @@ def fit_guide(
     num_steps: int = 2000,
     lr: float = 0.02,
     num_particles: int = 1,
+    progress: bool = False,
 ) -> VIDraws:
     """Fit an autoguide to ``model(*args, **kwargs)`` and draw ``num_chains * num_samples``.
 
@@ -87,6 +88,7 @@ def fit_guide(
         num_steps: Adam steps.
         lr: Adam learning rate.
         num_particles: ELBO particles per step.
+        progress: a progress bar of the steps on a terminal.
 
     Raises:
         TrainingError: the ELBO or a parameter became non-finite (the engine's NaN/inf guard).
@@ -98,7 +100,7 @@ def fit_guide(
         hidden, nesting = _enumerated(model, args, kwargs)
         q = GUIDES[guide](poutine.block(model, hide=hidden) if hidden else model)
         losses = _train(model, q, args, kwargs, num_steps, lr, num_particles,
-                        nesting if hidden else None)
+                        nesting if hidden else None, progress)
         draws = _draw(q, args, kwargs, total)
     samples = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in draws.items()}
     return VIDraws(samples, losses)
@@ -161,12 +163,12 @@ def _enumerated(model, args: tuple, kwargs: dict[str, Any]) -> tuple[list[str], 
 
 
 def _train(model, q, args, kwargs, num_steps, lr, num_particles,
-           max_plate_nesting: int | None) -> np.ndarray:
+           max_plate_nesting: int | None, progress: bool) -> np.ndarray:
     q(*args, **kwargs)  # create the guide's parameters
     device = next((p.device for p in q.parameters()), torch.device("cpu"))
     objective = _GlobalELBO(model, args, kwargs, num_particles, max_plate_nesting)
     return fit_full_batch(_Autoguide(q), objective, torch.zeros(_ONE_ROW, device=device),
-                          num_steps=num_steps, lr=lr)
+                          num_steps=num_steps, lr=lr, progress=progress)
 
 
 def _draw(q, args, kwargs, total: int) -> dict[str, np.ndarray]:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import pyro
 
     from ppgen.conditions import take_rows
-    from ppgen.evaluate import nll_report
+    from ppgen.evaluate import nll_report, showing_progress
 
     model, extra = runs.load_run(args.dir)
     cluster = runs.cluster()  # under torchrun each rank scores a block of rows
@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     kwargs = runs.label_kwargs(model, labels)  # p(x | own label)
     rows = cluster.block(len(x))
     pyro.set_rng_seed(args.seed)  # the same command and seed, the same estimate
-    report = nll_report(model, x[rows], num_particles=args.particles,
-                        batch_size=args.batch_size, **take_rows(kwargs, rows))
+    with showing_progress(f"scoring ({model.name})",
+                          enabled=not args.no_progress and cluster.is_main):
+        report = nll_report(model, x[rows], num_particles=args.particles,
+                            batch_size=args.batch_size, **take_rows(kwargs, rows))
     means = {k: v for k, v in report.items() if k in ("nll", "elbo", "iwae", "bits_per_dim")}
     report.update(cluster.weighted_mean(means, report["n"]))
     if not cluster.is_main:

@@ -37,4 +37,6 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
                    "for the zoo's latent models)")
     p.add_argument("--batch-size", type=count(1),
                    help="rows per evaluation chunk (default: the model's evaluation_defaults)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bar of the rows scored (shown on a terminal)")
 

@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
                    default="auto", help="run the chains in parallel processes or in turn "
                    "(auto: parallel when several CPUs are available); same draws either way")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bar of the chains (or of the VI fit)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--amortization-gap", action="store_true",
                    help="SPEC is instead a latent zoo model (a `ppgen fit` run folder or .pt "
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         num_samples=args.samples,
         num_warmup=args.samples if args.warmup is None else args.warmup,
         num_chains=args.chains, seed=args.seed, chain_method=args.chain_method,
+        progress=not args.no_progress,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +91,7 @@ def _cmd_amortization_gap(args: argparse.Namespace) -> int:
         model, x[: args.rows], num_samples=args.samples,
         num_warmup=args.samples if args.warmup is None else args.warmup,
         num_chains=args.chains, seed=args.seed,
-        mcmc_options={"chain_method": args.chain_method},
+        mcmc_options={"chain_method": args.chain_method, "progress": not args.no_progress},
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -72,13 +72,14 @@ def _scores(model, x, args: argparse.Namespace, labels=None):
     import torch
 
     from ppgen.devices import resolve_device
-    from ppgen.evaluate import log_likelihood
+    from ppgen.evaluate import log_likelihood, showing_progress
 
     device = resolve_device(args.device)
     model.to(device).eval()
     torch.manual_seed(args.seed)
-    ll = log_likelihood(model, x.to(device), num_particles=args.particles,
-                        batch_size=args.batch_size, **runs.label_kwargs(model, labels))
+    with showing_progress(f"scoring ({model.name})", enabled=not args.no_progress):
+        ll = log_likelihood(model, x.to(device), num_particles=args.particles,
+                            batch_size=args.batch_size, **runs.label_kwargs(model, labels))
     return ll.double().cpu().numpy()
 
 

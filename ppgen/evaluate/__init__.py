@@ -19,6 +19,7 @@ from ppgen.evaluate.estimators import (
     structure_of,
 )
 from ppgen.evaluate.program import DATA_PLATE, Structure, inspect_structure, resolve
+from ppgen.evaluate.progress import showing_progress
 from ppgen.evaluate.routing import (
     KindEstimator,
     evaluation_options,
@@ -27,6 +28,7 @@ from ppgen.evaluate.routing import (
 )
 
 __all__ = [
+    "showing_progress",
     "log_likelihood",
     "elbo",
     "pointwise_log_likelihood",

@@ -20,6 +20,7 @@ from pyro import poutine
 
 from ppgen.conditions import take_rows
 from ppgen.evaluate.program import DATA_PLATE, Layout, Structure
+from ppgen.evaluate.progress import advance, pass_started
 
 __all__ = ["Chunk", "chunk_rows", "chunks", "slices", "take"]
 
@@ -73,13 +74,16 @@ def chunks(structure: Structure, x: torch.Tensor, kwargs: dict[str, Any],
            rows: int) -> Iterator[Chunk]:
     """The passes over ``x`` of ``rows`` rows each (see :func:`chunk_rows`)."""
     n = x.shape[0]
+    bar = pass_started(n)  # a progress bar, inside showing_progress
     if structure.layout is Layout.SUBSAMPLE:
         for start in range(0, n, rows):
             index = torch.arange(start, start + rows, device=x.device) % n
             yield Chunk(x, kwargs, index, min(rows, n - start))
+            advance(bar, min(rows, n - start))
         return
     for sl in slices(n, rows):
         yield Chunk(x[sl], take_rows(kwargs, sl, n), sl, sl.stop - sl.start)
+        advance(bar, sl.stop - sl.start)
 
 
 def slices(n: int, size: int) -> Iterator[slice]:

@@ -74,6 +74,36 @@ def test_parallel_runs_closures_and_reports_worker_errors():
                    num_warmup=5, num_chains=2, seed=0, chain_method="parallel")
 
 
+@pytest.mark.parametrize("how", ["sequential", "parallel"])
+def test_the_progress_bar_counts_every_iteration_of_every_chain(how, monkeypatch):
+    """Warm-up and sampling of both chains: 2 x (5 + 7) ticks, also from forked workers."""
+    import ppgen.analysis.mcmc as mcmc
+
+    bars = []
+
+    class Recording:
+        def __init__(self, total, disable=None, **_):
+            self.total, self.disable, self.n = total, disable, 0
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+    monkeypatch.setattr(mcmc, "tqdm", Recording)
+    run_chains(normal_model, (normal_data(),), {}, method="hmc", num_samples=7,
+               num_warmup=5, num_chains=2, seed=0, chain_method=how)
+    assert [(b.total, b.n, b.disable) for b in bars] == [(24, 24, None)]
+    run_chains(normal_model, (normal_data(),), {}, method="hmc", num_samples=7,
+               num_warmup=5, num_chains=2, seed=0, chain_method=how, progress=False)
+    assert bars[-1].disable is True
+
+
 def test_chain_method_resolution(monkeypatch):
     x = (normal_data(),)
     assert resolve_chain_method("auto", 1, x, {}) == "sequential"

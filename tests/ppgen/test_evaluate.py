@@ -1096,3 +1096,25 @@ def test_zoo_structure_is_inspected_once_per_kind_of_data():
     torch.testing.assert_close(first, second)
     with pytest.raises(ppgen.DataError):
         ppgen.log_likelihood(model, torch.randint(3, (5, 5)))  # still checked
+
+
+def test_long_evaluations_show_one_bar_per_pass_without_changing_the_numbers():
+    """Inside ``showing_progress`` each pass over the data advances a bar to ``n / n``; the
+    estimates are the same as without it (the bar reads no tensor)."""
+    import io
+
+    from ppgen.evaluate import showing_progress
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(0.0, 1.0).expand([3]).to_event(1), obs=x)
+
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    plain = ppgen.log_likelihood(model, None, x, batch_size=4)
+    text = io.StringIO()
+    with showing_progress("scoring", file=text):
+        shown = ppgen.log_likelihood(model, None, x, batch_size=4)
+    torch.testing.assert_close(shown, plain, rtol=0, atol=0)
+    assert "10/10" in text.getvalue() and "scoring" in text.getvalue()
+    with showing_progress("scoring", enabled=False) as bar:
+        assert bar is None
