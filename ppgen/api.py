@@ -51,7 +51,10 @@ def fit(
         val_labels: class labels ``[M]`` of ``val`` (required with ``labels`` and ``val``).
         **options: training-engine options (:func:`ppgen.engine.train`: ``epochs``,
             ``batch_size``, ``lr``, ``patience``, ``device``, ``seed``, ``out_dir``, ``resume``,
-            ...) on top of ``model.fit_defaults``; ``None`` values are ignored.
+            ...) on top of ``model.fit_defaults``; ``None`` values are ignored (so a command
+            line's unset options keep the recipe) and ``False`` switches off an option whose
+            off state is ``None`` (:data:`SWITCHABLE`: ``ema=False`` trains without the weight
+            average a model's recipe keeps, ``patience=False`` without early stopping).
 
     Returns:
         The training :class:`~ppgen.history.History`.
@@ -71,7 +74,7 @@ def fit(
     train = model.check_data(train, "training data")
     val = None if val is None else model.check_data(val, "validation data")
     train_kwargs, val_kwargs = _label_kwargs(model, train, val, labels, val_labels)
-    options = {**model.fit_defaults, **{k: v for k, v in options.items() if v is not None}}
+    options = _merged_options(model.fit_defaults, options)
     name = model.default_objective if objective is None else objective
     if name == CLOSED_FORM:
         if train_kwargs:
@@ -86,6 +89,20 @@ def fit(
     if train_kwargs:
         options.update(train_kwargs=train_kwargs, val_kwargs=val_kwargs)
     return run_engine(model, made, train, val, **options)
+
+
+#: engine options whose off state is ``None``: ``False`` given to :func:`fit` switches them off
+SWITCHABLE = ("ema", "patience", "max_grad_norm")
+
+
+def _merged_options(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` with the given options on top: ``None`` keeps the default, ``False`` turns
+    a :data:`SWITCHABLE` option off."""
+    merged = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    for key in SWITCHABLE:
+        if merged.get(key) is False:
+            merged[key] = None
+    return merged
 
 
 def _label_kwargs(

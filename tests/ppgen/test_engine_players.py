@@ -326,3 +326,21 @@ def test_a_growing_network_trains_and_resumes_exactly(gauss, tmp_path):
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["optimizers"]
     for key, state in a["model"]["state"].items():
         assert torch.equal(state["exp_avg"], b["model"]["state"][key]["exp_avg"])
+
+
+class _RecipeGaussian(TinyGaussian, register=False):
+    """A model whose recipe keeps a weight average and stops early."""
+
+    fit_defaults = {"ema": 0.9, "patience": 3, "epochs": 2, "batch_size": 10}
+
+
+def test_fit_false_switches_off_a_recipes_ema_and_patience_and_none_keeps_them(monkeypatch):
+    import ppgen.engine
+
+    seen = []
+    monkeypatch.setattr(ppgen.engine, "train", lambda *a, **options: seen.append(options))
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    ppgen.fit(_RecipeGaussian(), x, x[:10], ema=None, patience=None)
+    ppgen.fit(_RecipeGaussian(), x, x[:10], ema=False, patience=False)
+    assert (seen[0]["ema"], seen[0]["patience"]) == (0.9, 3)
+    assert (seen[1]["ema"], seen[1]["patience"]) == (None, None)
