@@ -10,7 +10,11 @@ analytic_kl=True)`` in nats per image (one pass per step, no strided estimate), 
 (b) toys: test bound in nats per point beside the toy's entropy (the floor of BENCHMARKS.md).
 
     python benchmarks/diffusion.py digits --models ddpm improved-ddpm --seeds 0
+    python benchmarks/diffusion.py digits --models vdm --seeds 0 1 2
     python benchmarks/diffusion.py toys --models improved-ddpm --seeds 0
+
+VDM's digits rows add its continuous-time bound (the limit ``T -> infinity`` of its ``T``-step
+bound, estimated at 100 times per image) and its learned schedule's endpoints.
 """
 
 from __future__ import annotations
@@ -65,6 +69,16 @@ def sampling_times(model, n: int = 64) -> dict:
     return times
 
 
+def vdm_extras(model, x: torch.Tensor, seed: int) -> dict:
+    """VDM's continuous-time bound (nats per datum) and its learned schedule's endpoints."""
+    pyro.set_rng_seed(seed)
+    continuous = model.continuous_bound(x, num_times=100)
+    gamma_0, gamma_1 = (float(g) for g in model.schedule.endpoints())
+    return {"continuous_bound": float(continuous.total.mean()),
+            "continuous_diffusion": float(continuous.diffusion.mean()),
+            "gamma_0": gamma_0, "gamma_1": gamma_1}
+
+
 def run_digits(name: str, seed: int, device: str, epochs: int | None) -> dict:
     digits = load_digits("categorical")
     pyro.set_rng_seed(seed)
@@ -74,7 +88,9 @@ def run_digits(name: str, seed: int, device: str, epochs: int | None) -> dict:
                         progress=False, epochs=epochs)
     seconds = time.perf_counter() - start
     test = digits.test.to(model.device)
-    return {"model": name, "seed": seed, **score(model, test, seed), "epochs": len(history),
+    extra = vdm_extras(model, test, seed) if name == "vdm" else {}
+    return {"model": name, "seed": seed, **score(model, test, seed), **extra,
+            "epochs": len(history),
             "best_epoch": history.best_epoch, "best_val": history.best_val,
             "seconds": seconds, "num_parameters": model.num_parameters(),
             "sampling_seconds_per_image": sampling_times(model)}
@@ -108,7 +124,9 @@ def digits(args) -> None:
             runs.append(r)
             print(f"{name:<14} seed {seed}: test bound {r['bound']:.2f} nats/image (prior "
                   f"{r['prior']:.3f}, steps {r['steps']:.2f}, decoder {r['decoder']:.2f}); "
-                  f"{r['epochs']} epochs, {r['seconds']:.0f} s", flush=True)
+                  f"{r['epochs']} epochs, {r['seconds']:.0f} s"
+                  + (f"; continuous-time bound {r['continuous_bound']:.2f}"
+                     if "continuous_bound" in r else ""), flush=True)
     lines = ["| model | test bound (nats/image) | prior | sum of steps | decoder |",
              "|---|---|---|---|---|"]
     for name in args.models:

@@ -9,6 +9,7 @@ from ppgen.inference.adversarial import ADVERSARIAL_OBJECTIVES
 from ppgen.inference.diffusion import DIFFUSION_OBJECTIVES
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.variational import ELBO, IWAE
+from ppgen.inference.vdm import VDM_OBJECTIVES
 from ppgen.objective import Objective
 
 __all__ = ["OBJECTIVES", "make_objective"]
@@ -19,6 +20,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     IWAE.name: IWAE,
     **DIFFUSION_OBJECTIVES,
     **ADVERSARIAL_OBJECTIVES,
+    **VDM_OBJECTIVES,
 }
 
 

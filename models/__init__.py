@@ -20,6 +20,7 @@ from ppgen.models.pixelcnn import PixelCNN
 from ppgen.models.pixelrnn import PixelRNN
 from ppgen.models.ppca import PPCA
 from ppgen.models.vae import VAE
+from ppgen.models.vdm import VDM
 
 __all__ = [
     "IndependentBernoulli",
@@ -38,4 +39,5 @@ __all__ = [
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
     "GAN", "DCGAN",
     "DDPM", "ImprovedDDPM",
+    "VDM",
 ]

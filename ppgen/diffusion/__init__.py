@@ -30,6 +30,7 @@ from ppgen.diffusion.denoising import (
     uniform_steps,
 )
 from ppgen.diffusion.gaussians import DiscretizedGaussian, level_values, normal_kl
+from ppgen.diffusion.learned import LearnedSchedule, scale_gradient
 from ppgen.diffusion.process import GaussianDiffusion, Prediction, ReverseStep, Variance
 from ppgen.diffusion.sampling import ddim_sample, decode_last
 from ppgen.diffusion.schedules import Schedule, make_betas
@@ -61,4 +62,5 @@ __all__ = [
     "uniform_steps",
     "ddim_sample",
     "decode_last",
+    "LearnedSchedule", "scale_gradient",
 ]
