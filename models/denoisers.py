@@ -4,7 +4,10 @@ Both take a noisy datum ``x_t: [..., D]`` (flat) and its time ``t / T`` in ``(0,
 or one per datum, broadcast against ``x_t``'s batch shape) and return ``[..., out_dims]``; the
 time enters through a sinusoidal embedding (Vaswani et al., 2017, as in Ho et al., 2020) and
 an MLP. The output layer starts at zero, so a new model predicts zero noise (and the middle of
-a learned variance range).
+a learned variance range). A class-conditional denoiser (``num_classes=C``) also takes labels
+``y`` (``long``, broadcast against the batch shape; ``C`` is the null label of classifier-free
+guidance, Ho & Salimans, 2022, and ``y=None`` means all null): their learned embedding is added
+to the time embedding.
 
 * :class:`MLPDenoiser` — residual MLP blocks (pre-norm, time added in each block) for flat data:
   2-D toys, tabular data, flattened images.
@@ -32,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["DENOISERS", "HEADS", "build_denoiser", "MLPDenoiser", "UNetDenoiser",
-           "TimeEmbedding", "LevelPosterior"]
+           "TimeEmbedding", "LabelEmbedding", "LevelPosterior"]
 
 #: the denoiser families by ``kind``
 DENOISERS = ("mlp", "unet")
@@ -91,6 +94,37 @@ class TimeEmbedding(nn.Module):
         return self.net(torch.cat([angles.sin(), angles.cos()], dim=-1))
 
 
+class LabelEmbedding(nn.Module):
+    """Class labels ``y: [...]`` in ``0..C`` (``C``: the null label) -> ``[..., dim]``.
+
+    Args:
+        num_classes: ``C`` real classes; index ``C`` is the null (unconditional) label.
+        dim: size of the embedding (the time embedding's, to which it is added).
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, y: torch.Tensor | None, batch: torch.Size,
+                device: torch.device) -> torch.Tensor:
+        """The embeddings of ``y`` broadcast to ``batch`` and flattened: ``[prod(batch), dim]``
+        (``y=None``: the null label everywhere)."""
+        if y is None:
+            y = torch.full((), self.num_classes, dtype=torch.long, device=device)
+        return self.table(y.long().expand(batch).reshape(-1))
+
+
+def _embed(time_embed: TimeEmbedding, label_embed: LabelEmbedding | None, x: torch.Tensor,
+           time: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """``[B, time_dim]``: the time embedding of each flat datum, plus its label's."""
+    emb = time_embed(_flat_times(x, time, 1))
+    if label_embed is None:
+        return emb
+    return emb + label_embed(y, x.shape[:-1], x.device)
+
+
 def _zero(layer: nn.Module) -> nn.Module:
     for p in layer.parameters():
         nn.init.zeros_(p)
@@ -128,21 +162,26 @@ class MLPDenoiser(nn.Module):
         blocks: residual blocks.
         dropout: dropout rate inside each block (training mode only).
         time_dim: size of the time embedding.
+        num_classes: ``C`` for a class-conditional denoiser (labels ``0..C``, ``C`` null).
     """
 
     def __init__(self, num_dims: int, out_dims: int, width: int = 256, blocks: int = 4,
-                 dropout: float = 0.0, time_dim: int = 128) -> None:
+                 dropout: float = 0.0, time_dim: int = 128,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         self.embed = TimeEmbedding(time_dim)
+        self.label = None if num_classes is None else LabelEmbedding(num_classes, time_dim)
         self.input = nn.Linear(num_dims, width)
         self.blocks = nn.ModuleList(_ResidualBlock(width, time_dim, dropout)
                                     for _ in range(blocks))
         self.norm = nn.LayerNorm(width)
         self.output = _zero(nn.Linear(width, out_dims))
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        """``x: [..., D]``, ``time`` broadcastable to ``[...]`` -> ``[..., out_dims]``."""
-        emb = self.embed(_flat_times(x, time, 1))
+    def forward(self, x: torch.Tensor, time: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: [..., D]``, ``time`` (and labels ``y``) broadcastable to ``[...]`` ->
+        ``[..., out_dims]``."""
+        emb = _embed(self.embed, self.label, x, time, y)
         h = self.input(x.reshape(-1, x.shape[-1]))
         for block in self.blocks:
             h = block(h, emb)
@@ -185,15 +224,18 @@ class UNetDenoiser(nn.Module):
         blocks: residual blocks per resolution and direction.
         dropout: dropout rate in the blocks.
         time_dim: size of the time embedding.
+        num_classes: ``C`` for a class-conditional denoiser (labels ``0..C``, ``C`` null).
     """
 
     def __init__(self, image_shape: Sequence[int], out_multiplier: int = 1, channels: int = 32,
-                 blocks: int = 1, dropout: float = 0.0, time_dim: int = 128) -> None:
+                 blocks: int = 1, dropout: float = 0.0, time_dim: int = 128,
+                 num_classes: int | None = None) -> None:
         super().__init__()
         shape = tuple(image_shape)
         self.shape = (1, *shape) if len(shape) == 2 else shape
         c_img, c = self.shape[0], channels
         self.embed = TimeEmbedding(time_dim)
+        self.label = None if num_classes is None else LabelEmbedding(num_classes, time_dim)
         self.input = nn.Conv2d(c_img, c, 3, padding=1)
         self.down_hi = nn.ModuleList(_ConvBlock(c, c, time_dim, dropout) for _ in range(blocks))
         self.downsample = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
@@ -207,10 +249,12 @@ class UNetDenoiser(nn.Module):
         self.norm = nn.GroupNorm(_groups(c), c)
         self.output = _zero(nn.Conv2d(c, c_img * out_multiplier, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        """``x: [..., C H W]``, ``time`` broadcastable to ``[...]`` -> ``[..., mult C H W]``
-        (channel-major: the first ``C H W`` outputs are the prediction)."""
-        emb = self.embed(_flat_times(x, time, 1))
+    def forward(self, x: torch.Tensor, time: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: [..., C H W]``, ``time`` (and labels ``y``) broadcastable to ``[...]`` ->
+        ``[..., mult C H W]`` (channel-major: the first ``C H W`` outputs are the
+        prediction)."""
+        emb = _embed(self.embed, self.label, x, time, y)
         h = self.input(x.reshape(-1, *self.shape))
         h, skips = self._down(h, emb)
         h = self.middle(h, emb)
@@ -239,9 +283,11 @@ class UNetDenoiser(nn.Module):
 
 
 def build_denoiser(num_dims: int, out_dims: int, image_shape: Sequence[int] | None,
-                   options: dict[str, Any] | None = None) -> nn.Module:
+                   options: dict[str, Any] | None = None,
+                   num_classes: int | None = None) -> nn.Module:
     """The denoiser ``options`` describe (``{"kind": "mlp" | "unet", **its arguments}``; a
-    ``"head"`` entry is the model's, see :data:`HEADS`, and ignored here).
+    ``"head"`` entry is the model's, see :data:`HEADS`, and ignored here), class-conditional
+    with ``num_classes`` (the model's, not an option).
 
     The default kind is ``"unet"`` for images (``image_shape`` given), ``"mlp"`` otherwise.
 
@@ -254,10 +300,11 @@ def build_denoiser(num_dims: int, out_dims: int, image_shape: Sequence[int] | No
         raise ValueError(f"unknown denoiser kind {kind!r}: use one of {DENOISERS}")
     try:
         if kind == "mlp":
-            return MLPDenoiser(num_dims, out_dims, **options)
+            return MLPDenoiser(num_dims, out_dims, num_classes=num_classes, **options)
         if not image_shape or math.prod(image_shape) != num_dims:
             raise ValueError(f"a U-Net denoiser needs image_shape with {num_dims} pixels, got "
                              f"{image_shape}: pass image_shape or use kind='mlp'")
-        return UNetDenoiser(image_shape, out_dims // num_dims, **options)
+        return UNetDenoiser(image_shape, out_dims // num_dims, num_classes=num_classes,
+                            **options)
     except TypeError as err:
         raise ValueError(f"bad options for the {kind} denoiser: {err}") from err

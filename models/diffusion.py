@@ -26,6 +26,15 @@ from ``ppgen.inference``, which read the model through
 (ancestral, all ``T`` steps); ``sample(n, sampler="ddim", steps=50, eta=0.0)`` runs DDIM on a
 respaced process over the same network.
 
+Class-conditional models (``num_classes=C``) model ``p(x | y)``: the labels ``y`` are a declared
+conditioning input (``ppgen.fit(model, x, x_val, labels=y, val_labels=y_val)``,
+``ppgen.elbo(model, None, x, y=labels)``, ``sample(n, y=3)``); their embedding enters the
+denoiser, and during training each label is replaced by a null label with probability
+``p_uncond``, so the same network also predicts unconditionally. Classifier-free guidance (Ho &
+Salimans, 2022, arXiv:2207.12598) samples with ``sample(n, y=..., guidance=w)``: the prediction
+``(1 + w) eps(x_t, y) - w eps(x_t, null)`` (``w = 0``: the conditional model; a learned
+variance is the conditional one).
+
 Example:
     >>> model = DDPM(4, num_steps=50, num_levels=5, denoiser={"width": 16, "blocks": 1})
     >>> model.sample(3, sampler="ddim", steps=10).shape
@@ -43,6 +52,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ppgen.conditions import Condition, Conditions
 from ppgen.data.validate import validate
 from ppgen.diffusion import (
     BoundTerms,
@@ -98,6 +108,10 @@ class DDPM(GenerativeModel):
             posterior, :class:`~ppgen.models.denoisers.LevelPosterior`; the output is still
             the ``prediction``, e.g. the noise) or ``"direct"`` (the papers' network; on the
             digits its bound is about 30 nats worse, the first steps' rounding unlearnt).
+        num_classes: ``C`` for a class-conditional model ``p(x | y)`` (labels ``0..C-1``),
+            else ``None``.
+        p_uncond: probability that a training label is replaced by the null label (the
+            unconditional model that classifier-free guidance needs; 0.1 as in Ho & Salimans).
 
     Example:
         >>> import ppgen
@@ -120,6 +134,7 @@ class DDPM(GenerativeModel):
     evaluation_defaults: ClassVar[dict[str, Any]] = {"num_particles": 1, "batch_size": 128}
     sample_options: ClassVar[dict[str, Any]] = {
         "sampler": "ancestral", "steps": None, "eta": 0.0, "spacing": "trailing",
+        "guidance": 0.0,
     }
 
     def __init__(
@@ -134,9 +149,13 @@ class DDPM(GenerativeModel):
         prediction: str = "epsilon",
         variance: str = "fixed-large",
         denoiser: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        p_uncond: float = 0.1,
     ) -> None:
         super().__init__()
         _check_args(num_dims, num_steps, likelihood, num_levels, data_scale)
+        _check_classes(num_classes, p_uncond)
+        self.num_classes, self.p_uncond = num_classes, p_uncond
         self.num_dims, self.num_steps, self.likelihood = num_dims, num_steps, likelihood
         self.num_levels, self.data_scale = num_levels, data_scale
         self.image_shape = None if image_shape is None else tuple(image_shape)
@@ -147,7 +166,7 @@ class DDPM(GenerativeModel):
         self.head = _head(likelihood, num_dims, num_levels, self.denoiser)
         extra = num_dims * (self.process.output_multiplier - 1)
         out = (num_dims if self.head is None else num_dims * num_levels) + extra
-        self.network = _network(num_dims, out, self.image_shape, self.denoiser)
+        self.network = _network(num_dims, out, self.image_shape, self.denoiser, num_classes)
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
         self.register_buffer("_one", torch.ones(()), persistent=False)
 
@@ -156,13 +175,58 @@ class DDPM(GenerativeModel):
         """``[D]``: one flat datum."""
         return torch.Size([self.num_dims])
 
+    @property
+    def conditions(self) -> Conditions:
+        """``y``, class labels ``0..num_classes-1``, for a class-conditional model; else none."""
+        declared = [] if self.num_classes is None else [Condition.classes("y", self.num_classes)]
+        return Conditions(declared, type(self).__name__)
+
     # ----------------------------------------------------------------- DenoisingModel
     def denoise(self, x_t: torch.Tensor, s: int | torch.Tensor,
-                process: GaussianDiffusion | None = None) -> torch.Tensor:
+                process: GaussianDiffusion | None = None, y: torch.Tensor | None = None,
+                guidance: float = 0.0) -> torch.Tensor:
         """The network's output ``[..., D]`` (``[..., 2 D]`` with a learned variance) at
-        ``x_t: [..., D]`` and step index ``s`` of ``process`` (default: the model's)."""
+        ``x_t: [..., D]`` and step index ``s`` of ``process`` (default: the model's).
+
+        Args:
+            y: ``long`` labels broadcastable to ``x_t``'s batch shape (class-conditional
+                models; in training mode each is dropped to the null label with probability
+                ``p_uncond``).
+            guidance: classifier-free guidance scale ``w``: the prediction is ``(1 + w)
+                out(y) - w out(null)`` (one network pass on both halves).
+        """
         process = self.process if process is None else process
-        out = self.network(x_t, process.times[s])
+        if guidance != 0:
+            return self._guided(x_t, s, process, y, guidance)
+        if self.training and y is not None and self.p_uncond > 0:
+            drop = torch.rand(y.shape, device=y.device) < self.p_uncond
+            y = torch.where(drop, self.num_classes, y)
+        return self._output(x_t, s, process, y)
+
+    def _guided(self, x_t: torch.Tensor, s: int | torch.Tensor, process: GaussianDiffusion,
+                y: torch.Tensor | None, w: float) -> torch.Tensor:
+        """The guided output: the conditional and the null-label pass in one batch."""
+        if self.num_classes is None or y is None:
+            raise ModelError(f"classifier-free guidance needs a class-conditional model and "
+                             f"labels; this {type(self).__name__} has num_classes="
+                             f"{self.num_classes}: sample with guidance=0")
+        batch = x_t.shape[:-1]
+        y = y.expand(batch)
+        labels = torch.cat([y, torch.full_like(y, self.num_classes)])
+        if isinstance(s, torch.Tensor):
+            s = torch.cat([s.expand(batch), s.expand(batch)])
+        cond, uncond = self._output(torch.cat([x_t, x_t]), s, process, labels).chunk(2)
+        D = self.num_dims
+        mixed = (1 + w) * cond[..., :D] - w * uncond[..., :D]
+        return torch.cat([mixed, cond[..., D:]], dim=-1)
+
+    def _output(self, x_t: torch.Tensor, s: int | torch.Tensor, process: GaussianDiffusion,
+                y: torch.Tensor | None) -> torch.Tensor:
+        """The network (and the levels head) at ``x_t``, step ``s``, labels ``y``."""
+        if self.num_classes is None:
+            out = self.network(x_t, process.times[s])
+        else:
+            out = self.network(x_t, process.times[s], y)
         if self.head is None:
             return out
         split = self.num_dims * self.num_levels
@@ -187,30 +251,36 @@ class DDPM(GenerativeModel):
         return dist.Normal(self.data_scale * mean, self.data_scale * scale).to_event(1)
 
     # ----------------------------------------------------------------- Pyro programs
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+              num_samples: int | None = None) -> torch.Tensor:
         """The reverse chain ``x_T ~ N(0, I)``, ``x_{t-1} ~ p(x_{t-1} | x_t)``, ``x ~ p(x_0 |
-        x_1)``: ``x`` observed ``[N, D]`` or generated (``num_samples`` rows)."""
-        return self.reverse_program(self.process, x, num_samples)
+        x_1)``: ``x`` observed ``[N, D]`` or generated (``num_samples`` rows); ``y: [N]``
+        labels of a class-conditional model (generating without them: the classes in turn)."""
+        return self.reverse_program(self.process, x, num_samples, y)
 
     def reverse_program(self, process: GaussianDiffusion, x: torch.Tensor | None = None,
-                        num_samples: int | None = None) -> torch.Tensor:
+                        num_samples: int | None = None, y: torch.Tensor | None = None,
+                        guidance: float = 0.0) -> torch.Tensor:
         """:meth:`model` on ``process`` (the model's own or a respaced one; latent sites are
-        named by the step number of ``process``)."""
-        n = x.shape[0] if x is not None else (num_samples or 1)
+        named by the step number of ``process``), with classifier-free ``guidance``."""
+        y = self.conditions.in_program({"y": y}, x, num_samples, self.device).get("y")
+        n = x.shape[0] if x is not None else (len(y) if y is not None else (num_samples or 1))
         T = process.num_timesteps
+        cond = {"y": y, "guidance": guidance}
         with pyro.plate("data", n, device=self.device):
             prior = dist.Normal(self._zero, self._one).expand([n, self.num_dims]).to_event(1)
             x_t = pyro.sample(f"x_{T}", prior)
             for s in range(T - 1, 0, -1):
-                step = reverse_step(self, x_t, s, process)
+                step = reverse_step(self, x_t, s, process, **cond)
                 x_t = pyro.sample(f"x_{s}", dist.Normal(step.mean, step.scale).to_event(1))
-            step = reverse_step(self, x_t, 0, process)
+            step = reverse_step(self, x_t, 0, process, **cond)
             decoder = self.decoder(step.mean, 0.5 * step.log_variance)
             return pyro.sample(self.data_site, decoder, obs=x)
 
-    def guide(self, x: torch.Tensor) -> torch.Tensor:
+    def guide(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The forward process in posterior order: ``x_T ~ q(x_T | x_0)``, then ``x_{t-1} ~
-        q(x_{t-1} | x_t, x_0)`` down to ``x_1``; ``x: [N, D]`` data."""
+        q(x_{t-1} | x_t, x_0)`` down to ``x_1``; ``x: [N, D]`` data (the labels ``y`` of a
+        class-conditional model do not enter the forward process)."""
         x0 = self.to_model_space(x)
         T = self.process.num_timesteps
         with pyro.plate("data", x.shape[0], device=self.device):
@@ -223,13 +293,19 @@ class DDPM(GenerativeModel):
 
     # ----------------------------------------------------------------- the bound
     @torch.no_grad()
-    def bound_terms(self, x: Any) -> BoundTerms:
+    def bound_terms(self, x: Any, y: Any = None) -> BoundTerms:
         """The bound's terms of data ``x: [N, D]`` in nats (no dropout): ``prior`` ``[N]`` and
         ``steps`` ``[N, T]`` (column ``t - 1`` is ``L_{t-1}``; column 0 the decoder's
-        ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step."""
-        x = self.check_data(x).to(self.device)
+        ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step. ``y``:
+        the labels ``[N]`` of a class-conditional model."""
+        x, conditions = self._scoring_inputs(x, y)
         with eval_mode(self):
-            return bound_terms(self, x)
+            return bound_terms(self, x, **conditions)
+
+    def _scoring_inputs(self, x: Any, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Data checked and on the model's device, with the checked conditioning values."""
+        x = self.check_data(x).to(self.device)
+        return x, self.conditions.check({"y": y}, x.shape[0], device=self.device)
 
     # ----------------------------------------------------------------- sampling
     def sampling_process(self, steps: int | None = None,
@@ -245,19 +321,24 @@ class DDPM(GenerativeModel):
         return self.process if len(kept) == self.num_steps else self.process.respace(kept)
 
     def generate(self, n: int, sampler: str = "ancestral", steps: int | None = None,
-                 eta: float = 0.0, spacing: str = "trailing") -> torch.Tensor:
+                 eta: float = 0.0, spacing: str = "trailing", guidance: float = 0.0,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` samples ``[n, D]`` (levels or reals): ``"ancestral"`` runs the program on the
-        (respaced) process; ``"ddim"`` runs DDIM with ``eta`` (see :mod:`ppgen.diffusion`)."""
+        (respaced) process; ``"ddim"`` runs DDIM with ``eta`` (see :mod:`ppgen.diffusion`);
+        ``y: [n]`` labels and the ``guidance`` scale of a class-conditional model."""
         if sampler not in SAMPLERS:
             raise ModelError(f"unknown sampler {sampler!r}: use one of {SAMPLERS}")
         if eta < 0:
             raise ModelError(f"eta must be >= 0, got {eta}")
+        if guidance != 0 and self.num_classes is None:
+            raise ModelError(f"guidance={guidance} needs a class-conditional model (built with "
+                             "num_classes=C and trained with labels): use guidance=0")
         process = self.sampling_process(steps, spacing)
         with eval_mode(self):
             if sampler == "ddim":
                 x_T = torch.randn(n, self.num_dims, device=self.device, dtype=self._one.dtype)
-                return ddim_sample(self, process, x_T, eta)
-            trace = poutine.trace(self.reverse_program).get_trace(process, None, n)
+                return ddim_sample(self, process, x_T, eta, y=y, guidance=guidance)
+            trace = poutine.trace(self.reverse_program).get_trace(process, None, n, y, guidance)
             return trace.nodes[self.data_site]["value"]
 
     # ----------------------------------------------------------------- data
@@ -314,9 +395,11 @@ class ImprovedDDPM(DDPM):
         prediction: str = "epsilon",
         variance: str = "learned-range",
         denoiser: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        p_uncond: float = 0.1,
     ) -> None:
         super().__init__(num_dims, num_steps, schedule, likelihood, num_levels, image_shape,
-                         data_scale, prediction, variance, denoiser)
+                         data_scale, prediction, variance, denoiser, num_classes, p_uncond)
 
 
 def _normal(mean: torch.Tensor, log_var: torch.Tensor) -> dist.TorchDistribution:
@@ -347,11 +430,19 @@ def _head(likelihood: str, num_dims: int, num_levels: int | None,
     return LevelPosterior(num_dims, num_levels) if head == "levels" else None
 
 
-def _network(num_dims: int, out: int, image_shape, options) -> nn.Module:
+def _network(num_dims: int, out: int, image_shape, options, num_classes) -> nn.Module:
     try:
-        return build_denoiser(num_dims, out, image_shape, options)
+        return build_denoiser(num_dims, out, image_shape, options, num_classes)
     except ValueError as err:
         raise ModelError(str(err)) from err
+
+
+def _check_classes(num_classes: int | None, p_uncond: float) -> None:
+    """Refuse a class count or label-dropout rate that cannot build a conditional model."""
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+        raise ModelError(f"num_classes must be None or an integer >= 2, got {num_classes!r}")
+    if not 0.0 <= p_uncond < 1.0:
+        raise ModelError(f"p_uncond must lie in [0, 1) (0.1 is usual), got {p_uncond}")
 
 
 def _check_args(num_dims: int, num_steps: int, likelihood: str, num_levels: int | None,
