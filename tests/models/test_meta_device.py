@@ -246,6 +246,8 @@ CASES: dict[str, Case] = {
     # diffusion: the denoising loss at a random step per datum
     "ddpm": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3), "levels"),
     "improved-ddpm": Case(lambda: zoo.ImprovedDDPM(4, num_steps=10, num_levels=3), "levels"),
+    "ddpm-conditional": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3, num_classes=3),
+                             "levels", conditional=True),
     "vdm": Case(lambda: zoo.VDM(4, num_steps=10, num_levels=3, denoiser={"width": 8}), "levels"),
     "dequantized-conditional": Case(
         lambda: _dequantized(_flow(zoo.MAF, 4, logit_alpha=0.05, num_classes=3),
