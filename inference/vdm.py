@@ -31,6 +31,7 @@ import pyro
 import torch
 from torch import nn
 
+from ppgen.diffusion import LearnedSchedule
 from ppgen.diffusion.continuous import LogSNRModel, continuous_terms, discrete_estimate
 from ppgen.errors import ModelError
 from ppgen.objective import Objective
@@ -39,7 +40,7 @@ __all__ = ["VDMObjective", "VDM_OBJECTIVES"]
 
 
 def _log_snr_model(model: Any) -> LogSNRModel:
-    if not isinstance(model, LogSNRModel):
+    if not (isinstance(model, LogSNRModel) and isinstance(model.schedule, LearnedSchedule)):
         raise ModelError(
             f"the 'vdm' objective trains models on a learned log-SNR schedule (VDM); "
             f"{type(model).__name__} has no schedule and denoiser of that kind: choose its own "
