@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ppgen.conditions import take_rows
     from ppgen.evaluate import nll_report, showing_progress
+    from ppgen.protocol import ModelKind
 
     model, extra = runs.load_run(args.dir)
     cluster = runs.cluster()  # under torchrun each rank scores a block of rows
@@ -43,14 +44,17 @@ def run(args: argparse.Namespace) -> int:
     x = x.to(device)
     model.to(device).eval()
     kwargs = runs.label_kwargs(model, labels)  # p(x | own label)
-    rows = cluster.block(len(x))
+    # likelihoods are means over rows, so each rank scores a block; sample metrics compare
+    # whole samples, so every rank computes them on all rows (rank 0 writes them)
+    rows = slice(None) if model.kind == ModelKind.IMPLICIT else cluster.block(len(x))
     pyro.set_rng_seed(args.seed)  # the same command and seed, the same estimate
     with showing_progress(f"scoring ({model.name})",
                           enabled=not args.no_progress and cluster.is_main):
         report = nll_report(model, x[rows], num_particles=args.particles,
                             batch_size=args.batch_size, **take_rows(kwargs, rows))
-    means = {k: v for k, v in report.items() if k in ("nll", "elbo", "iwae", "bits_per_dim")}
-    report.update(cluster.weighted_mean(means, report["n"]))
+    if rows != slice(None):
+        means = {k: v for k, v in report.items() if k in LIKELIHOOD_KEYS}
+        report.update(cluster.weighted_mean(means, report["n"]))
     if not cluster.is_main:
         return 0
     split = None if args.data else args.split or "test"
@@ -79,12 +83,28 @@ def _evaluation_rows(model, extra: dict, args: argparse.Namespace):
     return x, runs.score_labels(model, args), source, f"file-{Path(args.data).stem}"
 
 
+#: the report's likelihood keys (nats per datum; under torchrun, means over all ranks' rows)
+LIKELIHOOD_KEYS = ("nll", "elbo", "iwae", "bits_per_dim")
+#: what the report says about itself rather than about the model
+_ABOUT = {"model", "split", "data", "seed", "n", "num_particles", "features"}
+
+
 def _print_report(report: dict[str, Any]) -> None:
+    """The likelihood table (if the model has one), then every other number of the report
+    (sample metrics, a bound's decomposition, ...) in the order the layer wrote them."""
     where = (f"the {report['split']} split" if report["split"] else
              Path(report["data"]["spec"]).name)
-    print(f"{report['model']} on {where} (n = {report['n']}), "
-          "nats per datum, lower is better")
-    for key in ("nll", "elbo", "iwae", "bits_per_dim", "num_particles"):
-        if key in report:
-            print(f"  {key:<14} {runs.fmt(report[key])}")
-
+    print(f"{report['model']} on {where} (n = {report['n']})")
+    likelihood = [k for k in (*LIKELIHOOD_KEYS, "num_particles") if k in report]
+    if likelihood:
+        print("  likelihood: nats per datum, lower is better")
+        for key in likelihood:
+            print(f"    {key:<14} {runs.fmt(report[key])}")
+    other = [k for k, v in report.items() if k not in (*LIKELIHOOD_KEYS, *_ABOUT)
+             and isinstance(v, int | float) and not isinstance(v, bool)]
+    if other:
+        features = report.get("features")
+        print("  more" if features is None else f"  samples against the data ({features} "
+              "features)")
+        for key in other:
+            print(f"    {key:<14} {runs.fmt(report[key])}")

@@ -164,3 +164,18 @@ def test_labels_for_an_unconditional_score_are_a_usage_error(fitted, tmp_path, c
 def test_label_for_an_unconditional_run_is_a_usage_error(fitted, capsys):
     assert main(["sample", str(fitted), "--label", "3"]) == 2
     assert "unconditional" in capsys.readouterr().err
+
+
+def test_evaluate_on_an_implicit_model_prints_its_sample_metrics_and_no_likelihood(
+        tmp_path, capsys):
+    out = tmp_path / "gan"
+    assert main(["fit", "gan", "--data", "eight_gaussians", "--epochs", "1", "--out", str(out),
+                 "--set", "hidden_dims=[16]", "--set", "critic_dims=[16]", "--batch-size", "1000",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "eval-test.json").read_text())
+    assert "nll" not in report and "nats" not in printed
+    for key in ("fd", "kid", "precision", "recall", "density", "coverage"):
+        assert f"    {key:<14} {report[key]:.3f}" in printed, key
