@@ -392,3 +392,24 @@ def test_a_short_fit_lowers_the_bound():
     assert history.best_val < val[0] - 0.3 and val[-1] < val[0], val
     assert len(history.column("lr_schedule")) == 12  # the schedule's own parameter group
     assert model.schedule.gamma_0.item() != gamma_0
+
+
+def test_objective_is_registered_with_the_schedule_in_its_own_group():
+    from ppgen.inference import OBJECTIVES
+    from ppgen.inference.vdm import VDMObjective
+
+    objective = make_objective("vdm", num_times=2, validation_steps=4)
+    assert OBJECTIVES["vdm"] is VDMObjective and VDM.default_objective == "vdm"
+    assert objective.get_config() == {"name": "vdm", "num_times": 2, "variance_gradient": True,
+                                      "validation_steps": 4, "validation_seed": 0}
+    model = VDM(4, num_steps=10, num_levels=5, denoiser=SMALL_MLP)
+    groups = objective.param_groups(model)
+    schedule = {id(p) for p in groups["schedule"]}
+    assert schedule == {id(p) for p in model.schedule.parameters()}
+    assert {id(p) for p in groups["model"]} | schedule == {id(p) for p in model.parameters()}
+    assert not schedule & {id(p) for p in groups["model"]}
+    x = _levels(6)
+    a, b = objective.validation_loss(model, x), objective.validation_loss(model, x)
+    assert a.shape == (6,) and torch.equal(a, b)  # common random numbers
+    with pytest.raises(ValueError, match="num_times"):
+        VDMObjective(num_times=0)
