@@ -10,7 +10,8 @@ their objectives (``ppgen.inference``), which may not import each other:
 * :mod:`~ppgen.diffusion.gaussians` — :func:`normal_kl` and the discretised Gaussian decoder;
 * :mod:`~ppgen.diffusion.denoising` — the :class:`DenoisingModel` protocol, the bound's terms,
   ``L_simple`` and the strided validation estimate;
-* :mod:`~ppgen.diffusion.sampling` — the DDIM sampler.
+* :mod:`~ppgen.diffusion.sampling` — the DDIM sampler;
+* :mod:`~ppgen.diffusion.ode` — the probability-flow ODE and its exact likelihood.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ppgen.diffusion.denoising import (
 )
 from ppgen.diffusion.gaussians import DiscretizedGaussian, level_values, normal_kl
 from ppgen.diffusion.learned import LearnedSchedule, scale_gradient
+from ppgen.diffusion.ode import EpsilonFn, log_snr_at, ode_log_likelihood
 from ppgen.diffusion.process import GaussianDiffusion, Prediction, ReverseStep, Variance
 from ppgen.diffusion.sampling import ddim_sample, decode_last
 from ppgen.diffusion.schedules import Schedule, make_betas
@@ -63,4 +65,7 @@ __all__ = [
     "ddim_sample",
     "decode_last",
     "LearnedSchedule", "scale_gradient",
+    "EpsilonFn",
+    "ode_log_likelihood",
+    "log_snr_at",
 ]
