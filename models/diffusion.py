@@ -305,6 +305,15 @@ class DDPM(GenerativeModel):
         with eval_mode(self):
             return bound_terms(self, x, **conditions)
 
+    def bound_decomposition(self, x: torch.Tensor, y: torch.Tensor | None = None
+                            ) -> dict[str, torch.Tensor]:
+        """The bound of data ``x: [N, D]`` split as the papers report it: ``{"prior": L_T,
+        "steps": sum_{t >= 2} L_{t-1}, "decoder": L_0}``, each ``[N]`` nats (one pass per
+        step; read by ``ppgen.evaluate.nll_report`` and ``ppgen evaluate``)."""
+        terms = self.bound_terms(x, y)
+        return {"prior": terms.prior, "steps": terms.steps[:, 1:].sum(-1),
+                "decoder": terms.steps[:, 0]}
+
     def _scoring_inputs(self, x: Any, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Data checked and on the model's device, with the checked conditioning values."""
         x = self.check_data(x).to(self.device)

@@ -124,6 +124,19 @@ class GenerativeModel(pyro.nn.PyroModule):
         ``None`` otherwise, and adversarial objectives then need a critic of their own."""
         return None
 
+    def bound_decomposition(self, x: torch.Tensor, **conditions: Any
+                            ) -> dict[str, torch.Tensor] | None:
+        """The model's own split of its bound, when it declares one: ``{term: [N]}`` nats per
+        datum of checked data ``x: [N, *event_shape]`` (and checked conditioning values), whose
+        sum is ``-ppgen.elbo(model, None, x, analytic_kl=True)`` (one draw of the guide).
+
+        :func:`~ppgen.evaluate.nll_report` reads it for the one-particle bound of a latent
+        model (a diffusion model: ``{"prior", "steps", "decoder"}``), so the report shows the
+        terms beside their sum from a single pass. Default: ``None`` (no decomposition; the
+        report runs the evaluation layer's ELBO).
+        """
+        return None
+
     # ----------------------------------------------------------------- training hooks
     def initialize(self, x: torch.Tensor, **kwargs: Any) -> None:
         """Data-dependent initialisation (e.g. ActNorm) from the first training batch

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ppgen.conditions import take_rows
 from ppgen.evaluate.estimators import elbo, log_likelihood
 from ppgen.evaluate.program import resolve
 from ppgen.evaluate.routing import resolve_call
@@ -63,34 +64,78 @@ def nll_report(
 
     Exact models: ``nll`` (exact). Latent models: ``elbo`` (the negated ELBO, one particle per
     datum, closed-form KL where available), ``iwae`` (the negated importance-weighted estimate
-    with ``num_particles``) and ``nll`` = ``iwae``, the headline number. ``num_particles`` and
-    ``batch_size`` default to the model's declared ``evaluation_defaults``. Energy and implicit
+    with ``num_particles``) and ``nll`` = ``iwae``, the headline number. With one particle the
+    importance-weighted estimate is the ELBO with a Monte Carlo KL, so only the closed-form
+    bound runs and ``nll`` = ``elbo`` (no ``iwae``); a model that declares its
+    :meth:`~ppgen.GenerativeModel.bound_decomposition` (diffusion models: prior, the sum of the
+    steps, decoder) has it reported as ``bound_<term>`` from that same single pass.
+    ``num_particles`` and ``batch_size`` default to the model's declared
+    ``evaluation_defaults``. Energy and implicit
     models go to the estimator registered for their kind (:mod:`ppgen.evaluate.routing`): its
     own report (sample metrics, an AIS estimate with its interval) or, for an energy model, this
     table built on its log-likelihood estimate.
 
     Returns:
         A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
-        ``iwae`` and ``num_particles``.
+        ``num_particles``, and ``iwae`` (more than one particle) or the ``bound_<term>``
+        means of a declared decomposition (one particle).
     """
     guide, x, options, estimator = resolve_call("ppgen.evaluate.nll_report", "report", model,
                                                 args, guide, x, num_particles, batch_size)
     if estimator is not None:
         return estimator(model, x, **options, **kwargs)
     num_particles, batch_size = options["num_particles"], options["batch_size"]
-    ll = log_likelihood(model, guide, x, num_particles=num_particles, batch_size=batch_size,
-                        **kwargs)
-    n = int(ll.shape[0])
-    nll = float(-ll.mean())
-    report: dict[str, Any] = {"nll": nll, "n": n}
-    if _is_latent(model, guide):
-        e = elbo(model, guide, x, num_particles=1, batch_size=batch_size, analytic_kl=True,
-                 **kwargs)
-        report.update(elbo=float(-e.mean()), iwae=nll, num_particles=num_particles)
+    if _is_latent(model, guide) and num_particles == 1:
+        report = _bound_report(model, guide, x, batch_size, kwargs)
+        nll = report["nll"]
+    else:
+        ll = log_likelihood(model, guide, x, num_particles=num_particles,
+                            batch_size=batch_size, **kwargs)
+        nll = float(-ll.mean())
+        report = {"nll": nll, "n": int(ll.shape[0])}
+        if _is_latent(model, guide):
+            e = elbo(model, guide, x, num_particles=1, batch_size=batch_size,
+                     analytic_kl=True, **kwargs)
+            report.update(elbo=float(-e.mean()), iwae=nll, num_particles=num_particles)
     dims = num_dims or _num_dims(model, x)
     if dims:
         report["bits_per_dim"] = float(bits_per_dim(nll, dims))
     return report
+
+
+def _bound_report(model: Any, guide: Any, x: Any, batch_size: int | None,
+                  kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The one-particle report of a latent model: its negated ELBO (closed-form KL), from the
+    model's declared decomposition when it has one (chunks of ``batch_size`` rows)."""
+    terms = _decomposition(model, guide, x, batch_size, kwargs)
+    if terms is None:
+        bound = -elbo(model, guide, x, num_particles=1, batch_size=batch_size,
+                      analytic_kl=True, **kwargs)
+        extra = {}
+    else:
+        bound = sum(terms.values())
+        extra = {f"bound_{k}": float(v.mean()) for k, v in terms.items()}
+    value = float(bound.mean())
+    return {"nll": value, "n": int(bound.shape[0]), "elbo": value, "num_particles": 1, **extra}
+
+
+def _decomposition(model: Any, guide: Any, x: Any, batch_size: int | None,
+                   kwargs: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """``{term: [N]}`` of a zoo model's declared :meth:`~ppgen.GenerativeModel.
+    bound_decomposition` (data and conditions checked once, then chunked), else ``None``."""
+    if guide is not None or not isinstance(model, GenerativeModel):
+        return None
+    x = model.check_data(x)
+    conditions = model.conditions.check(kwargs, x.shape[0], device=x.device)
+    rows = batch_size or x.shape[0]
+    parts = []
+    for start in range(0, x.shape[0], rows):
+        part = slice(start, start + rows)
+        terms = model.bound_decomposition(x[part], **take_rows(conditions, part))
+        if terms is None:
+            return None
+        parts.append(terms)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def _is_latent(model: Any, guide: Any) -> bool:

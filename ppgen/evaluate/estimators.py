@@ -46,7 +46,7 @@ from ppgen.evaluate.program import (
     runs_on_rows,
     validation_context,
 )
-from ppgen.evaluate.routing import resolve_call
+from ppgen.evaluate.routing import evaluation_options, resolve_call
 
 __all__ = ["log_likelihood", "elbo", "pointwise_log_likelihood", "ROWS_PER_CHUNK"]
 
@@ -170,7 +170,8 @@ def elbo(
         guide: ``guide(x)`` (``None`` for a zoo model's own guide, or a model without latents).
         x: data ``[N, ...]``.
         num_particles: Monte Carlo samples averaged per datum (a positive integer).
-        batch_size: rows per chunk (a positive integer).
+        batch_size: rows per chunk (a positive integer; default: the zoo model's declared
+            ``evaluation_defaults`` when not ``differentiable``, else all rows at once).
         analytic_kl: use the closed-form ``KL(q || p)`` for latent sites where one is
             registered (e.g. Gaussian guide and Gaussian prior), Monte Carlo elsewhere; not
             with enumerated sites, whose sum couples the terms.
@@ -185,6 +186,8 @@ def elbo(
     """
     guide, x = guide_and_data("ppgen.elbo", args, guide, x)
     num_particles, batch_size = check_counts(num_particles=num_particles, batch_size=batch_size)
+    if batch_size is None and not differentiable:  # a training step takes its batch whole
+        batch_size = evaluation_options(model)["batch_size"]
     program, x, structure, checked = _setup(model, guide, x, kwargs, structure, check=check)
     _refuse_global_latents(structure)
     if analytic_kl and structure.enumerated and structure.latent:
