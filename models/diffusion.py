@@ -63,6 +63,7 @@ from ppgen.diffusion import (
     Prediction,
     Schedule,
     Variance,
+    bound_per_dim,
     bound_terms,
     ddim_sample,
     make_betas,
@@ -304,6 +305,16 @@ class DDPM(GenerativeModel):
         x, conditions = self._scoring_inputs(x, y)
         with eval_mode(self):
             return bound_terms(self, x, **conditions)
+
+    @torch.no_grad()
+    def log_prob_per_dim(self, x: Any, y: Any = None) -> torch.Tensor:
+        """Minus the bound's share of each dimension ``[N, D]`` (nats; they sum to ``-bound``
+        for one draw of the forward process): the per-pixel explanation of an anomaly score
+        (:func:`~ppgen.diffusion.bound_per_dim`), where the decoder and every step's Gaussian
+        factorise over pixels."""
+        x, conditions = self._scoring_inputs(x, y)
+        with eval_mode(self):
+            return -bound_per_dim(self, x, **conditions)
 
     def bound_decomposition(self, x: torch.Tensor, y: torch.Tensor | None = None
                             ) -> dict[str, torch.Tensor]:

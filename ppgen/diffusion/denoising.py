@@ -18,11 +18,12 @@ term, with the guide's draws in the guide's order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent
 
 from ppgen.diffusion.process import GaussianDiffusion, ReverseStep
 
@@ -33,6 +34,7 @@ __all__ = [
     "step_terms",
     "prior_term",
     "bound_terms",
+    "bound_per_dim",
     "strided_bound",
     "strata_edges",
     "STRATA",
@@ -129,20 +131,49 @@ def bound_terms(model: DenoisingModel, x: torch.Tensor, **conditions: Any) -> Bo
     guide's order, so under the same seed the sum equals ``-ppgen.elbo(model, None, x)``
     (closed-form KL) exactly.
     """
+    columns = _columns(model, x, conditions, per_dim=False)
+    prior = next(columns).sum(-1)
+    steps = [column.sum(-1) for column in columns]
+    return BoundTerms(prior, torch.stack(steps[::-1], dim=-1))
+
+
+def bound_per_dim(model: DenoisingModel, x: torch.Tensor, **conditions: Any) -> torch.Tensor:
+    """The bound of ``x: [N, D]`` split over the data's dimensions: ``[N, D]`` nats summing
+    to :func:`bound_terms`' total under the same seed.
+
+    Every term factorises over dimensions (diagonal Gaussians, a decoder independent per
+    dimension given ``x_1``), so dimension ``d``'s share is ``L_T,d + sum_t L_{t-1},d +
+    L_0,d``: where the reverse chain failed to explain that pixel (the network itself sees all
+    pixels, so a share is not a conditional likelihood).
+    """
+    return sum(_columns(model, x, conditions, per_dim=True))
+
+
+def _columns(model: DenoisingModel, x: torch.Tensor, conditions: dict[str, Any],
+             per_dim: bool) -> Iterator[torch.Tensor]:
+    """The bound's terms per dimension ``[N, D]``: ``L_T``, then the steps from ``s = T - 1``
+    down to the decoder's ``L_0`` (``[N, 1]`` unless ``per_dim``), with the guide's draws in
+    the guide's order."""
     process = model.process
     x0 = model.to_model_space(x)
     T = process.num_timesteps
+    yield process.prior_kl(x0)
     mean, _, log_var = process.q_mean_variance(x0, T - 1)
     x_t = torch.distributions.Normal(mean, torch.exp(0.5 * log_var)).rsample()
-    columns = []
     for s in range(T - 1, 0, -1):
         step = reverse_step(model, x_t, s, **conditions)
-        columns.append(process.step_kl(x0, x_t, s, step).sum(-1))
+        yield process.step_kl(x0, x_t, s, step)
         mean, _, log_var = process.q_posterior(x0, x_t, s)
         x_t = torch.distributions.Normal(mean, torch.exp(0.5 * log_var)).rsample()
     step = reverse_step(model, x_t, 0, **conditions)
-    columns.append(-model.decoder(step.mean, 0.5 * step.log_variance).log_prob(x))
-    return BoundTerms(prior_term(process, x0), torch.stack(columns[::-1], dim=-1))
+    decoder = model.decoder(step.mean, 0.5 * step.log_variance)
+    if not per_dim:
+        yield -decoder.log_prob(x).unsqueeze(-1)
+    elif isinstance(decoder, Independent):
+        yield -decoder.base_dist.log_prob(x)
+    else:
+        raise TypeError("per-dimension terms need a decoder independent over dimensions "
+                        "(a torch Independent)")
 
 
 def uniform_steps(T: int, shape: tuple[int, ...], device: torch.device,

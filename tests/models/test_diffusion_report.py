@@ -90,3 +90,22 @@ def test_conditional_report():
                ) < 1e-4
     with pytest.raises(DataError, match="class range"):
         nll_report(model, x, y=y + 1)
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "continuous"])
+def test_per_pixel_shares_sum_to_the_bound(likelihood):
+    """The explanation of an anomaly score: every term factorises over pixels."""
+    levels = likelihood == "categorical"
+    model = ImprovedDDPM(D, num_steps=T, likelihood=likelihood, num_levels=5 if levels else None,
+                         denoiser=SMALL_MLP).eval()
+    with torch.no_grad():
+        for p in model.network.output.parameters():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    x = _levels(20) if levels else torch.randn(20, D, generator=torch.Generator().manual_seed(0))
+    pyro.set_rng_seed(2)
+    shares = model.log_prob_per_dim(x)
+    pyro.set_rng_seed(2)
+    terms = model.bound_terms(x)
+    assert shares.shape == (20, D)
+    assert torch.allclose(shares.sum(-1), -terms.total, rtol=1e-5, atol=1e-4)
+    assert not torch.allclose(shares, shares.mean(-1, keepdim=True))  # pixels differ
