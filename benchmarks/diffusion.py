@@ -12,6 +12,10 @@ analytic_kl=True)`` in nats per image (one pass per step, no strided estimate), 
     python benchmarks/diffusion.py digits --models ddpm improved-ddpm --seeds 0
     python benchmarks/diffusion.py digits --models vdm --seeds 0 1 2
     python benchmarks/diffusion.py toys --models improved-ddpm --seeds 0
+    python benchmarks/diffusion.py overhead
+
+(c) overhead: a training step through the engine and the full bound through the Pyro programs,
+each against hand-written PyTorch with the same network (``diffusion_overhead.py``).
 
 VDM's digits rows add its continuous-time bound (the limit ``T -> infinity`` of its ``T``-step
 bound, estimated at 100 times per image) and its learned schedule's endpoints.
@@ -154,16 +158,26 @@ def toys(args) -> None:
     print(f"written {path}")
 
 
+def overhead(args) -> None:
+    from diffusion_overhead import overhead_table
+
+    torch.set_num_threads(1)  # a shared machine: one thread each side, CPU time comparable
+    table = overhead_table(repeats=args.repeats)
+    path = write_results(args.name or "diffusion-overhead", table, [0])
+    print(f"written {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["digits", "toys"])
+    parser.add_argument("what", choices=["digits", "toys", "overhead"])
     parser.add_argument("--models", nargs="+", default=["ddpm", "improved-ddpm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=None, help="override fit_defaults")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default=None, help="results file name")
+    parser.add_argument("--repeats", type=int, default=7, help="overhead: alternating repeats")
     args = parser.parse_args()
-    {"digits": digits, "toys": toys}[args.what](args)
+    {"digits": digits, "toys": toys, "overhead": overhead}[args.what](args)
 
 
 if __name__ == "__main__":
