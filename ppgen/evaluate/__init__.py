@@ -10,7 +10,12 @@ by kind to the estimator registered for them (:mod:`ppgen.evaluate.routing`).
 
 from __future__ import annotations
 
-from ppgen.evaluate.bounds import bits_per_dim, dequantization_bound, nll_report
+from ppgen.evaluate.bounds import (
+    bits_per_dim,
+    dequantization_bound,
+    headline_log_likelihood,
+    nll_report,
+)
 from ppgen.evaluate.estimators import (
     ROWS_PER_CHUNK,
     elbo,
@@ -35,6 +40,7 @@ __all__ = [
     "bits_per_dim",
     "dequantization_bound",
     "nll_report",
+    "headline_log_likelihood",
     "inspect_structure",
     "structure_of",
     "resolve",

@@ -10,10 +10,10 @@ import torch
 from ppgen.conditions import take_rows
 from ppgen.evaluate.estimators import elbo, log_likelihood
 from ppgen.evaluate.program import resolve
-from ppgen.evaluate.routing import resolve_call
+from ppgen.evaluate.routing import evaluation_options, resolve_call
 from ppgen.protocol import GenerativeModel, ModelKind
 
-__all__ = ["bits_per_dim", "dequantization_bound", "nll_report"]
+__all__ = ["bits_per_dim", "dequantization_bound", "nll_report", "headline_log_likelihood"]
 
 
 def bits_per_dim(nll: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
@@ -101,6 +101,35 @@ def nll_report(
     if dims:
         report["bits_per_dim"] = float(bits_per_dim(nll, dims))
     return report
+
+
+def headline_log_likelihood(
+    model: Any,
+    x: Any,
+    num_particles: int | None = None,
+    batch_size: int | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """The per-datum number behind :func:`nll_report`'s headline, ``[N]`` nats (higher is
+    better): what anomaly scores rank by.
+
+    Exact models: ``log p(x)``. Latent models: the importance-weighted estimate with
+    ``num_particles`` (default: the model's declared ``evaluation_defaults``) when that is more
+    than one; with one particle the ELBO with closed-form KL (the same bound as a one-particle
+    importance estimate, with less variance): a diffusion model's variational bound.
+    Energy and implicit models go where :func:`~ppgen.evaluate.log_likelihood` sends them.
+
+    Example:
+        >>> from ppgen.models import DDPM
+        >>> model = DDPM(4, num_steps=10, num_levels=3, denoiser={"width": 8, "blocks": 1})
+        >>> headline_log_likelihood(model, torch.zeros(2, 4, dtype=torch.long)).shape
+        torch.Size([2])
+    """
+    options = evaluation_options(model, num_particles, batch_size)
+    if _is_latent(model, None) and options["num_particles"] == 1:
+        return elbo(model, None, x, num_particles=1, batch_size=options["batch_size"],
+                    analytic_kl=True, **kwargs)
+    return log_likelihood(model, x, **options, **kwargs)
 
 
 def _bound_report(model: Any, guide: Any, x: Any, batch_size: int | None,

@@ -109,3 +109,20 @@ def test_per_pixel_shares_sum_to_the_bound(likelihood):
     assert shares.shape == (20, D)
     assert torch.allclose(shares.sum(-1), -terms.total, rtol=1e-5, atol=1e-4)
     assert not torch.allclose(shares, shares.mean(-1, keepdim=True))  # pixels differ
+
+
+def test_headline_log_likelihood_is_the_closed_form_bound_with_one_particle():
+    """What anomaly scores rank by: the bound with closed-form KL at the declared one
+    particle (not a noisier one-particle importance estimate); importance-weighted beyond."""
+    model = DDPM(D, num_steps=T, num_levels=5, denoiser=SMALL_MLP).eval()
+    x = _levels(10)
+    pyro.set_rng_seed(4)
+    headline = ppgen.evaluate.headline_log_likelihood(model, x)
+    pyro.set_rng_seed(4)
+    assert torch.allclose(headline, ppgen.elbo(model, None, x, analytic_kl=True))
+    pyro.set_rng_seed(4)
+    assert not torch.allclose(headline, ppgen.log_likelihood(model, x), atol=1e-3)
+    pyro.set_rng_seed(5)
+    iw = ppgen.evaluate.headline_log_likelihood(model, x, num_particles=3)
+    pyro.set_rng_seed(5)
+    assert torch.allclose(iw, ppgen.log_likelihood(model, x, num_particles=3))
