@@ -7,11 +7,13 @@ analytic_kl=True)`` in nats per image (one pass per step, no strided estimate), 
 (prior ``L_T``, ``sum_t L_{t-1}``, decoder ``L_0``) and the time per image of DDIM with
 10/50/100 steps and of the ancestral sampler.
 
-(b) toys: test bound in nats per point beside the toy's entropy (the floor of BENCHMARKS.md).
+(b) toys: test bound (averaged over draws) and probability-flow ODE NLL in nats per point,
+each paired with the true NLL of the same points (``diffusion_toys.py``); ``--exact-gap`` adds
+the bound an exact denoiser reaches on the eight Gaussians.
 
     python benchmarks/diffusion.py digits --models ddpm improved-ddpm --seeds 0
     python benchmarks/diffusion.py digits --models vdm --seeds 0 1 2
-    python benchmarks/diffusion.py toys --models improved-ddpm --seeds 0
+    python benchmarks/diffusion.py toys --models improved-ddpm --seeds 0 --exact-gap
     python benchmarks/diffusion.py overhead
 
 (c) overhead: a training step through the engine and the full bound through the Pyro programs,
@@ -38,14 +40,9 @@ from common import write_results  # noqa: E402
 
 import ppgen  # noqa: E402
 import ppgen.models  # noqa: E402,F401
-from ppgen.data import load_digits, load_toy  # noqa: E402
+from ppgen.data import load_digits  # noqa: E402
 from ppgen.protocol import model_class  # noqa: E402
 
-#: the toys with a closed-form density and their entropies (BENCHMARKS.md)
-TOY_FLOORS = {"eight_gaussians": 1.698, "checkerboard": 2.079, "rings": 2.410}
-#: a recipe for the toys (MLP denoiser; 10,000 training points)
-TOY_OPTIONS = {"data_scale": 2.0, "denoiser": {"kind": "mlp", "width": 128, "blocks": 3}}
-TOY_FIT = {"epochs": 60, "batch_size": 256, "lr": 2e-3, "patience": 20, "warmup_steps": 100}
 #: DDIM step counts of the sampling-time rows
 DDIM_STEPS = (10, 50, 100)
 
@@ -100,20 +97,6 @@ def run_digits(name: str, seed: int, device: str, epochs: int | None) -> dict:
             "sampling_seconds_per_image": sampling_times(model)}
 
 
-def run_toy(toy: str, name: str, seed: int, device: str) -> dict:
-    data = load_toy(toy, seed=seed)
-    pyro.set_rng_seed(seed)
-    model = model_class(name).for_data(data.info, **TOY_OPTIONS)
-    start = time.perf_counter()
-    ppgen.fit(model, data.train, data.val, seed=seed, device=device, progress=False,
-              **TOY_FIT)
-    seconds = time.perf_counter() - start
-    result = score(model, data.test.to(model.device), seed)
-    return {"toy": toy, "model": name, "seed": seed, **result,
-            "floor": TOY_FLOORS[toy], "excess": result["bound"] - TOY_FLOORS[toy],
-            "seconds": seconds}
-
-
 def _mean_sd(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
@@ -146,15 +129,26 @@ def digits(args) -> None:
 
 
 def toys(args) -> None:
-    runs = []
-    for toy in TOY_FLOORS:
+    from diffusion_toys import TOY_FLOORS, exact_gap, run_toy
+
+    runs, payload = [], {}
+    if args.exact_gap:
+        gap = exact_gap(draws=args.draws)
+        payload["exact_gap"] = gap
+        print("eight_gaussians, optimal network: bound excess over the true NLL "
+              + ", ".join(f"{v} {gap[v]['excess']:.3f} ± {gap[v]['excess_se']:.3f}"
+                          for v in ("fixed-small", "fixed-large", "optimal")), flush=True)
+    for toy in args.toys or TOY_FLOORS:
         for name in args.models:
             for seed in args.seeds:
-                r = run_toy(toy, name, seed, args.device)
+                r = run_toy(toy, name, seed, args.device, args.draws, args.ode_steps)
                 runs.append(r)
-                print(f"{toy:<16} {name:<14} seed {seed}: test bound {r['bound']:.3f} "
-                      f"(floor {r['floor']:.3f}, excess {r['excess']:.3f})", flush=True)
-    path = write_results(args.name or "diffusion-toys", {"runs": runs}, args.seeds)
+                b, o = r["bound"], r["ode"]
+                print(f"{toy:<16} {name:<14} seed {seed}: true NLL {r['true']:.3f}; bound "
+                      f"{b['nll']:.3f} (excess {b['excess']:.3f} ± {b['excess_se']:.3f}); ODE "
+                      f"{o['nll']:.3f} (excess {o['excess']:.3f} ± {o['excess_se']:.3f}); "
+                      f"{r['seconds']:.0f} s", flush=True)
+    path = write_results(args.name or "diffusion-toys", {**payload, "runs": runs}, args.seeds)
     print(f"written {path}")
 
 
@@ -176,6 +170,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default=None, help="results file name")
     parser.add_argument("--repeats", type=int, default=7, help="overhead: alternating repeats")
+    parser.add_argument("--toys", nargs="+", default=None, help="toys: a subset")
+    parser.add_argument("--draws", type=int, default=8, help="toys: bound draws per point")
+    parser.add_argument("--ode-steps", type=int, default=100, help="toys: RK4 steps")
+    parser.add_argument("--exact-gap", action="store_true",
+                        help="toys: also the bound of the exact eight-Gaussians denoiser")
     args = parser.parse_args()
     {"digits": digits, "toys": toys, "overhead": overhead}[args.what](args)
 
