@@ -74,7 +74,7 @@ def vdm_extras(model, x: torch.Tensor, seed: int) -> dict:
     """VDM's continuous-time bound (nats per datum) and its learned schedule's endpoints."""
     pyro.set_rng_seed(seed)
     continuous = model.continuous_bound(x, num_times=100)
-    gamma_0, gamma_1 = (float(g) for g in model.schedule.endpoints())
+    gamma_0, gamma_1 = (float(g.detach()) for g in model.schedule.endpoints())
     return {"continuous_bound": float(continuous.total.mean()),
             "continuous_diffusion": float(continuous.diffusion.mean()),
             "gamma_0": gamma_0, "gamma_1": gamma_1}
