@@ -69,6 +69,8 @@ __all__ = [
     "Adversarial",
     "ADVERSARIAL_OBJECTIVES",
     "simulate",
+    "simulate_sites",
+    "recognition_loss",
     "critic_losses",
     "generator_loss",
     "gradient_penalty",
@@ -109,6 +111,27 @@ def generator_loss(loss: AdversarialLoss, d_fake: torch.Tensor) -> torch.Tensor:
     if loss == AdversarialLoss.LEAST_SQUARES:
         return 0.5 * (d_fake - 1).square().mean()
     return -d_fake.mean()
+
+
+def recognition_loss(recognized: dict[str, Any], known: dict[str, torch.Tensor]
+                     ) -> torch.Tensor | None:
+    """``-Σ_s E log q(v_s | x)`` over the recognised sites ``s`` whose values ``v_s`` are known.
+
+    With ``q`` the critic's recognition head (:meth:`~ppgen.GenerativeModel.critic_outputs`),
+    this is AC-GAN's class loss (Odena et al., 2017) and, on draws whose codes the program
+    sampled, the negative of InfoGAN's mutual-information lower bound less the codes' entropy
+    (Chen et al., 2016: ``L_I = H(c) + E log q(c | x)``).
+
+    Args:
+        recognized: ``{site: distribution}`` with batch shape ``[B]``.
+        known: ``{site: values [B, ...]}`` (sites without a value are skipped).
+
+    Returns:
+        A scalar (the batch mean), or ``None`` when no recognised site has a value.
+    """
+    terms = [-fn.log_prob(known[name]).mean() for name, fn in recognized.items()
+             if name in known]
+    return torch.stack(terms).sum() if terms else None
 
 
 def _score(critic: nn.Module, x: torch.Tensor, kwargs: dict[str, torch.Tensor]
@@ -159,24 +182,31 @@ def mlp_critic(num_dims: int, hidden: Sequence[int] = (64, 64), slope: float = 0
 
 # ----------------------------------------------------------------------------- the draws
 class _Generative(Messenger):
-    """Samples the data site instead of observing it, and keeps the draw (one site only:
-    anything else the program conditions on stays conditioned)."""
+    """Samples the data site instead of observing it, and keeps the draws of every sample site
+    (the data site only is unconditioned: anything else the program conditions on stays
+    conditioned)."""
 
     def __init__(self, site: str) -> None:
         super().__init__()
-        self.site, self.value = site, None
+        self.site, self.values = site, {}
 
     def _pyro_sample(self, msg: Any) -> None:
         if msg["name"] == self.site and msg["is_observed"]:
             msg["is_observed"], msg["value"], msg["done"] = False, None, False
 
     def _pyro_post_sample(self, msg: Any) -> None:
-        if msg["name"] == self.site:
-            self.value = msg["value"]
+        self.values[msg["name"]] = msg["value"]
 
 
 def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tensor] | None = None,
              check: bool = False) -> torch.Tensor:
+    """The draws of the data site alone (see :func:`simulate_sites`)."""
+    return simulate_sites(model, like, kwargs, check)[model.data_site]
+
+
+def simulate_sites(model: nn.Module, like: torch.Tensor,
+                   kwargs: dict[str, torch.Tensor] | None = None, check: bool = False
+                   ) -> dict[str, torch.Tensor]:
     """Run ``model.model`` generatively: its data site unconditioned, one draw per row.
 
     Args:
@@ -189,8 +219,9 @@ def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tenso
             ``rsample``); without it only the data site's value is kept (cheaper: no trace).
 
     Returns:
-        The draws ``[B, *event_shape]``, differentiable with respect to the program's
-        parameters.
+        ``{site: value}`` of every sample site: the data site's draws ``[B, *event_shape]``,
+        differentiable with respect to the program's parameters, and the other sites' values
+        (e.g. an InfoGAN's codes).
 
     Raises:
         ModelError: no sample site named ``model.data_site``; with ``check``, a sample site
@@ -203,24 +234,32 @@ def simulate(model: nn.Module, like: torch.Tensor, kwargs: dict[str, torch.Tenso
             _check_reparameterized(trace, type(model).__name__)
         else:
             model.model(like, **(kwargs or {}))
-    if generative.value is None:
+    if model.data_site not in generative.values:
         raise ModelError(f"{type(model).__name__}'s program has no sample site "
                          f"{model.data_site!r} (its data site): name the observed site with "
                          "data_site=")
-    return generative.value
+    return generative.values
 
 
 def _check_reparameterized(trace: Any, owner: str) -> None:
     for name, node in trace.nodes.items():
         if node["type"] != "sample" or site_is_subsample(node):
             continue
-        if not getattr(node["fn"], "has_rsample", False):
+        if not getattr(node["fn"], "has_rsample", False) and _has_parameters(node["fn"]):
             raise ModelError(
                 f"site {name!r} of {owner}'s program ({type(node['fn']).__name__}) has no "
                 "rsample, so no gradient reaches the parameters through its draws: adversarial "
                 "training needs reparameterised sites (write the noise as a continuous base "
                 "draw pushed through a differentiable function)"
             )
+
+
+def _has_parameters(fn: Any) -> bool:
+    """Whether a distribution's arguments carry gradients (trainable parameters): a site
+    without ``rsample`` is refused only then (a code drawn from a fixed prior needs none)."""
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return any(isinstance(v, torch.Tensor) and v.requires_grad for v in vars(fn).values())
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -239,6 +278,10 @@ class Adversarial(Objective):
         one_sided: penalise only gradient norms above 1 (see :func:`gradient_penalty`; use it
             for one-dimensional data).
         r1: ``γ`` of the R1 penalty ``γ/2 E|∇D(x)|²`` on data (0: none).
+        info_weight: ``λ`` of the recognition loss (:func:`recognition_loss`) for the models
+            whose critic recognises sites (:meth:`~ppgen.GenerativeModel.critic_outputs`:
+            AC-GAN's class loss, InfoGAN's mutual-information term); both players minimise
+            it, the critic on data as well where the values are known (the labels).
         validation_rows: validation rows the metric compares with as many draws.
         validation_seed: seed of the validation draws (the same noise every epoch; the
             training random streams are left untouched).
@@ -261,6 +304,7 @@ class Adversarial(Objective):
         gradient_penalty: float | None = None,
         one_sided: bool = False,
         r1: float = 0.0,
+        info_weight: float = 1.0,
         validation_rows: int = 2048,
         validation_seed: int = 0,
     ) -> None:
@@ -272,10 +316,12 @@ class Adversarial(Objective):
         self.gp_weight = (10.0 if wgan else 0.0) if gradient_penalty is None else float(
             gradient_penalty)
         self.one_sided, self.r1 = bool(one_sided), float(r1)
+        self.info_weight = float(info_weight)
         self.validation_rows, self.validation_seed = int(validation_rows), int(validation_seed)
-        if self.n_critic < 1 or self.gp_weight < 0 or self.r1 < 0 or self.validation_rows < 2:
-            raise TrainingError("n_critic >= 1, gradient_penalty >= 0, r1 >= 0 and "
-                             "validation_rows >= 2 are required")
+        if (self.n_critic < 1 or self.gp_weight < 0 or self.r1 < 0 or self.info_weight < 0
+                or self.validation_rows < 2):
+            raise TrainingError("n_critic >= 1, gradient_penalty >= 0, r1 >= 0, "
+                                "info_weight >= 0 and validation_rows >= 2 are required")
         self._checked = False
 
     def _loss_of(self, loss: str | None) -> AdversarialLoss:
@@ -329,22 +375,33 @@ class Adversarial(Objective):
 
     def generator_step(self, model: nn.Module, batch: torch.Tensor,
                        kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{"loss": generator loss}`` on fresh differentiable draws, one per row of ``batch``."""
-        fake = simulate(model, batch, kwargs, check=not self._checked)
+        """``{"loss": generator loss (+ λ recognition loss), ...}`` on fresh differentiable
+        draws, one per row of ``batch``."""
+        sites = simulate_sites(model, batch, kwargs, check=not self._checked)
         self._checked = True
-        d_fake = _score(self.critic_of(model), fake, kwargs)
-        return {"loss": generator_loss(self.loss_kind, d_fake)}
+        fake = sites[model.data_site]
+        d_fake, recognized = model.critic_outputs(self.critic_of(model), fake, **kwargs)
+        loss = generator_loss(self.loss_kind, d_fake)
+        info = recognition_loss(recognized, {**kwargs, **sites}) if recognized else None
+        if info is None:
+            return {"loss": loss}
+        return {"loss": loss + self.info_weight * info, "info": info.detach()}
 
     def critic_step(self, model: nn.Module, batch: torch.Tensor,
                     kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": critic loss + penalties, "gap": E d_r - E d_f, "penalty": ...}``."""
         critic = self.critic_of(model)
         with torch.no_grad():
-            fake = simulate(model, batch, kwargs)
+            sites = simulate_sites(model, batch, kwargs)
+        fake = sites[model.data_site]
         real = batch.detach().requires_grad_(self.r1 > 0)
-        d_real, d_fake = _score(critic, real, kwargs), _score(critic, fake, kwargs)
+        d_real, seen_real = model.critic_outputs(critic, real, **kwargs)
+        d_fake, seen_fake = model.critic_outputs(critic, fake, **kwargs)
         loss = critic_losses(self.loss_kind, d_real, d_fake)
         out = {"gap": (d_real.mean() - d_fake.mean()).detach()}
+        if seen_fake:
+            loss, out = self._add_recognition(loss, out, (seen_real, kwargs),
+                                              (seen_fake, {**kwargs, **sites}))
         if self.gp_weight > 0:
             penalty = gradient_penalty(critic, batch, fake, kwargs, self.one_sided)
             loss = loss + self.gp_weight * penalty
@@ -354,6 +411,16 @@ class Adversarial(Objective):
             loss = loss + 0.5 * self.r1 * r1
             out["r1"] = r1.detach()
         return {"loss": loss, **out}
+
+    def _add_recognition(self, loss: torch.Tensor, out: dict[str, torch.Tensor],
+                         *pairs: tuple[dict[str, Any], dict[str, torch.Tensor]]
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``loss + λ Σ recognition losses`` of ``(recognised, known)`` pairs (data, draws)."""
+        terms = [t for t in (recognition_loss(*pair) for pair in pairs) if t is not None]
+        if not terms:
+            return loss, out
+        info = torch.stack(terms).sum()
+        return loss + self.info_weight * info, {**out, "info": info.detach()}
 
     def validation_metric(self, model: nn.Module, data: torch.Tensor, **kwargs: Any
                           ) -> torch.Tensor:
@@ -369,7 +436,7 @@ class Adversarial(Objective):
     def get_config(self) -> dict:
         return {"name": self.name, "loss": self.loss_kind.value, "n_critic": self.n_critic,
                 "gradient_penalty": self.gp_weight, "one_sided": self.one_sided, "r1": self.r1,
-                "validation_rows": self.validation_rows,
+                "info_weight": self.info_weight, "validation_rows": self.validation_rows,
                 "validation_seed": self.validation_seed}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
+from ppgen.models.conditional_gan import ACGAN, CGAN
 from ppgen.models.dequantization import Dequantized
 from ppgen.models.diffusion import DDPM, ImprovedDDPM
 from ppgen.models.discrete import (
@@ -14,6 +15,7 @@ from ppgen.models.discrete import (
 from ppgen.models.flows import MAF, NSF, FlowModel, RealNVP
 from ppgen.models.gan import DCGAN, GAN
 from ppgen.models.glow import Glow
+from ppgen.models.infogan import InfoGAN
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
 from ppgen.models.pixelcnn import PixelCNN
@@ -38,6 +40,7 @@ __all__ = [
     "PixelRNN",
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
     "GAN", "DCGAN",
+    "CGAN", "ACGAN", "InfoGAN",
     "DDPM", "ImprovedDDPM",
     "VDM",
 ]

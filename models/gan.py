@@ -47,6 +47,7 @@ from ppgen.data.transforms import quantize
 from ppgen.data.validate import validate
 from ppgen.distributions import ImplicitDistribution
 from ppgen.errors import DataError, ModelError
+from ppgen.models.gan_networks import ACTIVATIONS, ConvCritic, ConvGenerator, check_image, mlp
 from ppgen.protocol import GenerativeModel, ModelKind
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ OUTPUTS = ("identity", "sigmoid", "tanh")
 #: the adversarial losses a GAN can be trained with (``ppgen.inference.AdversarialLoss``)
 GAN_LOSSES = ("minimax", "non-saturating", "least-squares", "wgan-gp", "hinge")
 
-_ACTIVATIONS = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 _RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
@@ -146,10 +146,11 @@ class GANBase(GenerativeModel, register=False):
         with pyro.plate("data", n, device=self.noise_loc.device):
             return pyro.sample(self.data_site, implicit, obs=x)
 
-    def generate(self, n: int, quantized: bool = False) -> torch.Tensor:
-        """``n`` draws ``[n, *event_shape]``; ``quantized=True`` maps draws in ``[0, 1)`` back
-        to the ``num_levels`` integer levels (``floor(K y)``, for display)."""
-        x = super().generate(n)
+    def generate(self, n: int, quantized: bool = False, **conditions: Any) -> torch.Tensor:
+        """``n`` draws ``[n, *event_shape]`` (given the checked conditioning values of a
+        conditional GAN, ``y: [n]``); ``quantized=True`` maps draws in ``[0, 1)`` back to the
+        ``num_levels`` integer levels (``floor(K y)``, for display)."""
+        x = super().generate(n, **conditions)
         if not quantized:
             return x
         if self.num_levels is None:
@@ -230,9 +231,9 @@ class GAN(GANBase):
         self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
         self.num_dims = num_dims
         self.hidden_dims, self.critic_dims = tuple(hidden_dims), tuple(critic_dims)
-        self.generator = nn.Sequential(_mlp([latent_dim, *self.hidden_dims, num_dims], nn.ReLU),
-                                       _ACTIVATIONS[output]())
-        self.critic = _mlp([num_dims, *self.critic_dims, 1], lambda: nn.LeakyReLU(0.2))
+        self.generator = nn.Sequential(mlp([latent_dim, *self.hidden_dims, num_dims], nn.ReLU),
+                                       ACTIVATIONS[output]())
+        self.critic = mlp([num_dims, *self.critic_dims, 1], lambda: nn.LeakyReLU(0.2))
 
     @property
     def event_shape(self) -> torch.Size:
@@ -300,9 +301,9 @@ class DCGAN(GANBase):
         self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
         self.image_shape = tuple(image_shape)
         self.channels, self.num_stages = channels, num_stages
-        shape = _check_image(self.image_shape, num_stages)
-        self.generator = _ConvGenerator(shape, latent_dim, channels, num_stages, output)
-        self.critic = _ConvCritic(shape, channels, num_stages)
+        shape = check_image(self.image_shape, num_stages)
+        self.generator = ConvGenerator(shape, latent_dim, channels, num_stages, output)
+        self.critic = ConvCritic(shape, channels, num_stages)
 
     @property
     def event_shape(self) -> torch.Size:
@@ -316,66 +317,3 @@ class DCGAN(GANBase):
                              f"set; these data have event shape {tuple(info.event_shape)}: use "
                              "GAN for other data")
         return cls(tuple(info.image_shape), **{**cls._output_for(info), **kwargs})
-
-
-# ----------------------------------------------------------------------------- networks
-def _mlp(sizes: Sequence[int], activation: Any) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation()`` between them."""
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
-
-
-def _check_image(image_shape: tuple[int, ...], num_stages: int) -> tuple[int, int, int]:
-    """``(C, H, W)`` of a valid image shape for ``num_stages`` stages, or a clear error."""
-    shape = (1, *image_shape) if len(image_shape) == 2 else image_shape
-    if len(shape) != 3 or any(not isinstance(s, int) or s < 1 for s in shape):
-        raise ModelError(f"image_shape must be (C, H, W) or (H, W), got {image_shape}")
-    step = 2 ** num_stages
-    if num_stages < 1 or shape[1] % step or shape[2] % step:
-        raise ModelError(f"DCGAN with num_stages={num_stages} needs H and W divisible by "
-                         f"{step}; image_shape {image_shape}: choose fewer stages")
-    return shape  # type: ignore[return-value]
-
-
-class _ConvGenerator(nn.Module):
-    """``[n, L] -> [n, C*H*W]``: project, upsample ``s`` times, convolve to ``C`` channels."""
-
-    def __init__(self, shape: tuple[int, int, int], latent_dim: int, channels: int,
-                 stages: int, output: str) -> None:
-        super().__init__()
-        C, H, W = shape
-        self.base = (channels * 2 ** stages, H >> stages, W >> stages)
-        self.project = nn.Linear(latent_dim, math.prod(self.base))
-        ups: list[nn.Module] = [nn.BatchNorm2d(self.base[0]), nn.ReLU()]
-        for i in range(stages, 0, -1):
-            c_in, c_out = channels * 2 ** i, channels * 2 ** (i - 1)
-            ups += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
-        self.up = nn.Sequential(*ups, nn.Conv2d(channels, C, 3, padding=1),
-                                _ACTIVATIONS[output]())
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        batch = z.shape[:-1]
-        h = self.project(z.reshape(-1, z.shape[-1])).reshape(-1, *self.base)
-        return self.up(h).reshape(*batch, -1)
-
-
-class _ConvCritic(nn.Module):
-    """``[n, C*H*W] -> [n, 1]``: convolve, downsample ``s`` times, one linear output."""
-
-    def __init__(self, shape: tuple[int, int, int], channels: int, stages: int) -> None:
-        super().__init__()
-        C, H, W = shape
-        self.shape = shape
-        layers: list[nn.Module] = [nn.Conv2d(C, channels, 3, padding=1), nn.LeakyReLU(0.2)]
-        for i in range(stages):
-            layers += [nn.Conv2d(channels * 2 ** i, channels * 2 ** (i + 1), 4, 2, 1),
-                       nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.out = nn.Linear(channels * 2 ** stages * (H >> stages) * (W >> stages), 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(x.reshape(-1, *self.shape)))

@@ -124,6 +124,18 @@ class GenerativeModel(pyro.nn.PyroModule):
         ``None`` otherwise, and adversarial objectives then need a critic of their own."""
         return None
 
+    def critic_outputs(self, critic: torch.nn.Module, x: torch.Tensor, **conditions: Any
+                       ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The critic's scores ``[N]`` on ``x: [N, *event_shape]`` and what it recognises in
+        ``x``: ``{site: distribution}`` over program sites or conditioning inputs, from the
+        same pass (AC-GAN's classifier of the label ``y``, InfoGAN's ``Q`` network of the
+        codes). The adversarial objective adds ``-λ log q(value | x)`` for every value it knows
+        (on draws: the program's sites and the conditions; on data: the conditions) to the
+        critic's loss, and on draws to the generator's. Default: the scores of
+        ``critic(x, **conditions)`` and nothing recognised.
+        """
+        return critic(x, **conditions).reshape(len(x)), {}
+
     def bound_decomposition(self, x: torch.Tensor, **conditions: Any
                             ) -> dict[str, torch.Tensor] | None:
         """The model's own split of its bound, when it declares one: ``{term: [N]}`` nats per

@@ -168,6 +168,11 @@ def _pixelrnn(**kwargs: Any) -> nn.Module:
     return zoo.PixelRNN((4, 4), hidden_channels=8, num_layers=1, **kwargs)
 
 
+#: small bodies of the conditional and information-maximising GANs
+_MLP_BODIES = {"hidden_dims": (8,), "critic_dims": (8,)}
+_CONV_BODIES = {"channels": 2, "num_stages": 1}
+
+
 CASES: dict[str, Case] = {
     # discrete baselines: fitted in closed form; their gradient objective is maximum likelihood
     "independent-bernoulli": Case(lambda: zoo.IndependentBernoulli(6), "float", "mle"),
@@ -243,6 +248,20 @@ CASES: dict[str, Case] = {
                                    loss="hinge", r1=1.0), "float"),
     "dcgan": Case(lambda: zoo.DCGAN((1, 4, 4), latent_dim=2, channels=2, num_stages=1),
                   "float"),
+    "cgan": Case(lambda: zoo.CGAN(3, num_classes=3, latent_dim=2, network=_MLP_BODIES),
+                 "float", conditional=True),
+    "cgan-conv": Case(lambda: zoo.CGAN((1, 4, 4), num_classes=3, latent_dim=2,
+                                       network=_CONV_BODIES), "float", conditional=True),
+    "acgan": Case(lambda: zoo.ACGAN(3, num_classes=3, latent_dim=2, network=_MLP_BODIES),
+                  "float", conditional=True),
+    "acgan-conv-hinge": Case(lambda: zoo.ACGAN((1, 4, 4), num_classes=3, latent_dim=2,
+                                               network=_CONV_BODIES, loss="hinge"),
+                             "float", conditional=True),
+    "infogan": Case(lambda: zoo.InfoGAN(3, categories=3, continuous=2, latent_dim=2,
+                                        network=_MLP_BODIES), "float"),
+    "infogan-conv-r1": Case(lambda: zoo.InfoGAN((1, 4, 4), categories=3, continuous=1,
+                                                latent_dim=2, network=_CONV_BODIES, r1=1.0),
+                            "float"),
     # diffusion: the denoising loss at a random step per datum
     "ddpm": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3), "levels"),
     "improved-ddpm": Case(lambda: zoo.ImprovedDDPM(4, num_steps=10, num_levels=3), "levels"),
