@@ -9,6 +9,15 @@ fitting, and the engine's overhead on a GAN step.
     against the test split: MMD, Fréchet distance, KID, precision/recall (k = 3),
     density/coverage (k = 5), beside the real floor (the 350 validation images against the
     test split). Feature space: raw pixels (the digits feature classifier is still to come).
+(b') labelled digits — ``CGAN``, ``ACGAN`` (labels ``y``) and ``InfoGAN`` (10-way categorical
+    code, 2 continuous codes, no labels) on the continuous digits with their ``fit_defaults``.
+    Scored by a digits classifier: the package's feature classifier when it exists
+    (``ppgen.metrics.features``), else an RBF support-vector classifier trained here on the
+    training split (its test accuracy recorded). Conditional models: the share of draws
+    (447, the classes in turn) classified as their label. InfoGAN: the categorical code matched
+    to the digit classes by the best one-to-one assignment (``linear_sum_assignment``), both as
+    Q's code of the real test images against their labels (Chen et al.'s measure) and as the
+    classifier's digit of 100 draws per code value; plus the sample metrics of (b).
 (c) simulator — the g-and-k fit of ``examples/adversarial_simulator.py``: parameter error of the
     adversarial fit and of maximum likelihood on the same data, per seed.
 (d) overhead — a training step (critic, then generator) through ppgen's engine vs a hand-written
@@ -17,6 +26,7 @@ fitting, and the engine's overhead on a GAN step.
 
     python benchmarks/adversarial.py modes --toys ring --seeds 0 1 2 --steps 10000
     python benchmarks/adversarial.py digits --seeds 0 1 2
+    python benchmarks/adversarial.py labelled --models acgan infogan --seeds 0 1 2
     python benchmarks/adversarial.py simulator --seeds 0 1 2
     python benchmarks/adversarial.py overhead
 """
@@ -41,7 +51,7 @@ from common import write_results  # noqa: E402
 import ppgen  # noqa: E402
 from ppgen.data import load_digits  # noqa: E402
 from ppgen.metrics import ModeSet, mode_metrics, sample_metrics  # noqa: E402
-from ppgen.models import DCGAN, GAN  # noqa: E402
+from ppgen.models import ACGAN, CGAN, DCGAN, GAN, InfoGAN  # noqa: E402
 
 LOSSES = ["minimax", "non-saturating", "least-squares", "wgan-gp", "hinge"]
 #: the mode-coverage recipe: MLP sizes, batch, Adam rate with a cosine decay (betas by loss, as
@@ -122,6 +132,80 @@ def _fmt(scores: dict) -> str:
     return ", ".join(f"{k} {scores[k]:.3f}" for k in keys if k in scores)
 
 
+# --------------------------------------------------------------------------- (b') labelled
+LABELLED = {"cgan": CGAN, "acgan": ACGAN, "infogan": InfoGAN}
+
+
+def digits_classifier(digits) -> tuple[object, float, str]:
+    """A classifier of continuous digits ``[N, 64] -> [N]`` labels, its test accuracy and
+    what it is: an RBF SVM on the training split (the package's feature classifier is not in
+    ``ppgen.metrics`` yet)."""
+    from sklearn.svm import SVC
+
+    svm = SVC(C=10.0, gamma="scale").fit(digits.train.numpy(), digits.labels["train"].numpy())
+    accuracy = float((svm.predict(digits.test.numpy()) == digits.labels["test"].numpy()).mean())
+    return svm, accuracy, "RBF SVM (C=10) on the training split, raw continuous pixels"
+
+
+def matched_accuracy(codes: torch.Tensor, classes: torch.Tensor, k: int = 10) -> float:
+    """Accuracy of ``codes`` as ``classes`` under the best one-to-one code -> class map."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = torch.zeros(k, k)
+    counts.index_put_((codes.long(), classes.long()), torch.ones(len(codes)), accumulate=True)
+    rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
+    return float(counts[rows, cols].sum() / len(codes))
+
+
+def run_labelled(name: str, loss: str, seed: int, classify, epochs: int | None = None) -> dict:
+    digits = load_digits("continuous", seed=seed)
+    torch.manual_seed(seed)
+    model = LABELLED[name].for_data(digits.info, loss=loss)
+    labels = {} if name == "infogan" else {"labels": digits.labels["train"],
+                                           "val_labels": digits.labels["val"]}
+    start = time.perf_counter()
+    history = ppgen.fit(model, digits.train, digits.val, seed=seed, progress=False,
+                        epochs=epochs, **labels)
+    seconds = time.perf_counter() - start
+    torch.manual_seed(seed + 1000)
+    model.eval()
+    n = len(digits.test)
+    y = torch.arange(n) % 10
+    fake = model.sample(n) if name == "infogan" else model.sample(n, y=y)
+    scores = sample_metrics(digits.test, fake)
+    if name == "infogan":
+        q_codes = model.infer_code(digits.test)
+        scores["code_accuracy_q"] = matched_accuracy(q_codes, digits.labels["test"])
+        sweep = model.sweep("code", list(range(10)), n=100, seed=seed)  # [10, 100, 64]
+        predicted = torch.as_tensor(classify(sweep.reshape(-1, sweep.shape[-1]).numpy()))
+        scores["code_accuracy_samples"] = matched_accuracy(
+            torch.arange(10).repeat_interleave(100), predicted)
+    else:
+        predicted = torch.as_tensor(classify(fake.numpy()))
+        scores["label_accuracy"] = float((predicted == y).float().mean())
+    return {**scores, "epochs": len(history), "best_epoch": history.best_epoch,
+            "seconds": seconds}
+
+
+def labelled_table(args: argparse.Namespace) -> dict:
+    digits = load_digits("continuous", seed=0)
+    classifier, accuracy, what = digits_classifier(digits)
+    print(f"scoring classifier: {what}; test accuracy {accuracy:.3f}", flush=True)
+    rows = {}
+    for name in args.models:
+        for loss in args.losses:
+            runs = [run_labelled(name, loss, s, classifier.predict, args.epochs)
+                    for s in args.seeds]
+            keys = [k for k in runs[0] if isinstance(runs[0][k], float | int)]
+            row = rows[f"{name}/{loss}"] = {k: _mean_sd([float(r[k]) for r in runs])
+                                            for k in keys}
+            print(f"{name} {loss:>15}: " + _fmt({k: v["mean"] for k, v in row.items()}) + ", "
+                  + ", ".join(f"{k} {row[k]['values']}" for k in row if "accuracy" in k),
+                  flush=True)
+    return {"features": "raw pixels", "classifier": {"what": what, "test_accuracy": accuracy},
+            "rows": rows}
+
+
 # --------------------------------------------------------------------------- (c) simulator
 def simulator_table(args: argparse.Namespace) -> dict:
     import adversarial_simulator as sim
@@ -196,20 +280,24 @@ def overhead_table(args: argparse.Namespace) -> dict:
 # --------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["modes", "digits", "simulator", "overhead"])
+    parser.add_argument("what", choices=["modes", "digits", "labelled", "simulator",
+                                         "overhead"])
+    parser.add_argument("--models", nargs="+", default=["acgan", "infogan"],
+                        choices=list(LABELLED), help="models (labelled)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--toys", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
     parser.add_argument("--steps", type=int, default=10_000, help="training steps (modes)")
     parser.add_argument("--timed-steps", type=int, default=50, help="steps a repeat (overhead)")
+    parser.add_argument("--epochs", type=int, help="epochs (labelled; default the model's)")
     parser.add_argument("--r1", type=float, default=1.0, help="R1 weight (modes)")
     parser.add_argument("--batch", type=int, default=256, help="batch (overhead)")
     parser.add_argument("--repeats", type=int, default=7, help="repeats (overhead)")
     parser.add_argument("--name", help="results file name (default adversarial-WHAT)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    table = {"modes": modes_table, "digits": digits_table, "simulator": simulator_table,
-             "overhead": overhead_table}[args.what](args)
+    table = {"modes": modes_table, "digits": digits_table, "labelled": labelled_table,
+             "simulator": simulator_table, "overhead": overhead_table}[args.what](args)
     path = write_results(args.name or f"adversarial-{args.what}", table, args.seeds)
     print(f"wrote {path}")
 
