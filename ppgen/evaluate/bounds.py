@@ -54,6 +54,9 @@ def nll_report(
     num_particles: int | None = None,
     batch_size: int | None = None,
     num_dims: int | None = None,
+    samples: bool = False,
+    features: Any = None,
+    sample_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """The benchmark numbers for ``x`` under ``model``, in nats per datum (lower is better).
@@ -75,6 +78,22 @@ def nll_report(
     own report (sample metrics, an AIS estimate with its interval) or, for an energy model, this
     table built on its log-likelihood estimate.
 
+    Sample metrics for every family: an implicit model's report is them; with
+    ``samples=True`` any other zoo model draws ``len(x)`` samples (given each row's
+    conditions) and :func:`ppgen.metrics.model_sample_metrics` is added next to the likelihood
+    (``fd``, ``fd_floor``, ``kid``, ``precision``, ``recall``, ``density``, ``coverage``,
+    ``classes_hit``, ... in the ``features`` space). Off by default here (likelihood scripts and
+    anomaly scores pay no sampling); ``ppgen evaluate`` turns it on. A model that declares
+    ``sampler`` and ``steps`` options (diffusion) draws with DDIM-50 unless ``sample_options``
+    says otherwise.
+
+    Args:
+        samples: add sample metrics to a non-implicit model's report.
+        features: their feature space (:func:`ppgen.metrics.feature_space`: ``"digits"``,
+            ``"raw"``/``None``, a mode toy's name; :func:`ppgen.metrics.features_for` of the
+            data's ``DataInfo`` names it), for implicit models too.
+        sample_options: sampler options of the draws (default: DDIM-50 where declared).
+
     Returns:
         A JSON-able dict: ``nll``, ``n``, ``bits_per_dim`` and, for latent models, ``elbo``,
         ``num_particles``, and ``iwae`` (more than one particle) or the ``bound_<term>``
@@ -82,8 +101,10 @@ def nll_report(
     """
     guide, x, options, estimator = resolve_call("ppgen.evaluate.nll_report", "report", model,
                                                 args, guide, x, num_particles, batch_size)
+    sampling = {k: v for k, v in (("features", features), ("sample_options", sample_options))
+                if v is not None}
     if estimator is not None:
-        return estimator(model, x, **options, **kwargs)
+        return estimator(model, x, **options, **sampling, **kwargs)
     num_particles, batch_size = options["num_particles"], options["batch_size"]
     if _is_latent(model, guide) and num_particles == 1:
         report = _bound_report(model, guide, x, batch_size, kwargs)
@@ -100,6 +121,10 @@ def nll_report(
     dims = num_dims or _num_dims(model, x)
     if dims:
         report["bits_per_dim"] = float(bits_per_dim(nll, dims))
+    if samples:
+        from ppgen.metrics.report import model_sample_metrics
+
+        report.update(model_sample_metrics(model, x, **sampling, **kwargs))
     return report
 
 
