@@ -278,6 +278,10 @@ class Adversarial(Objective):
         one_sided: penalise only gradient norms above 1 (see :func:`gradient_penalty`; use it
             for one-dimensional data).
         r1: ``γ`` of the R1 penalty ``γ/2 E|∇D(x)|²`` on data (0: none).
+        pack: PacGAN's packing (Lin et al., 2018, arXiv:1712.04086): the critic scores ``pack``
+            rows at once, ``[B, D] -> [B / pack, pack * D]`` (data with data, draws with
+            draws; a last incomplete pack is dropped), so its input has ``pack * D`` features;
+            only for flat data without conditioning inputs.
         info_weight: ``λ`` of the recognition loss (:func:`recognition_loss`) for the models
             whose critic recognises sites (:meth:`~ppgen.GenerativeModel.critic_outputs`:
             AC-GAN's class loss, InfoGAN's mutual-information term); both players minimise
@@ -305,6 +309,7 @@ class Adversarial(Objective):
         one_sided: bool = False,
         r1: float = 0.0,
         info_weight: float = 1.0,
+        pack: int = 1,
         validation_rows: int = 2048,
         validation_seed: int = 0,
     ) -> None:
@@ -316,12 +321,13 @@ class Adversarial(Objective):
         self.gp_weight = (10.0 if wgan else 0.0) if gradient_penalty is None else float(
             gradient_penalty)
         self.one_sided, self.r1 = bool(one_sided), float(r1)
-        self.info_weight = float(info_weight)
+        self.info_weight, self.pack = float(info_weight), int(pack)
         self.validation_rows, self.validation_seed = int(validation_rows), int(validation_seed)
         if (self.n_critic < 1 or self.gp_weight < 0 or self.r1 < 0 or self.info_weight < 0
-                or self.validation_rows < 2):
+                or self.pack < 1 or self.validation_rows < 2):
             raise TrainingError("n_critic >= 1, gradient_penalty >= 0, r1 >= 0, "
-                                "info_weight >= 0 and validation_rows >= 2 are required")
+                                "info_weight >= 0, pack >= 1 and validation_rows >= 2 are "
+                                "required")
         self._checked = False
 
     def _loss_of(self, loss: str | None) -> AdversarialLoss:
@@ -379,7 +385,7 @@ class Adversarial(Objective):
         draws, one per row of ``batch``."""
         sites = simulate_sites(model, batch, kwargs, check=not self._checked)
         self._checked = True
-        fake = sites[model.data_site]
+        fake = self._packed(sites[model.data_site], kwargs)
         d_fake, recognized = model.critic_outputs(self.critic_of(model), fake, **kwargs)
         loss = generator_loss(self.loss_kind, d_fake)
         info = recognition_loss(recognized, {**kwargs, **sites}) if recognized else None
@@ -393,8 +399,8 @@ class Adversarial(Objective):
         critic = self.critic_of(model)
         with torch.no_grad():
             sites = simulate_sites(model, batch, kwargs)
-        fake = sites[model.data_site]
-        real = batch.detach().requires_grad_(self.r1 > 0)
+        fake = self._packed(sites[model.data_site], kwargs)
+        real = self._packed(batch.detach(), kwargs).requires_grad_(self.r1 > 0)
         d_real, seen_real = model.critic_outputs(critic, real, **kwargs)
         d_fake, seen_fake = model.critic_outputs(critic, fake, **kwargs)
         loss = critic_losses(self.loss_kind, d_real, d_fake)
@@ -403,7 +409,7 @@ class Adversarial(Objective):
             loss, out = self._add_recognition(loss, out, (seen_real, kwargs),
                                               (seen_fake, {**kwargs, **sites}))
         if self.gp_weight > 0:
-            penalty = gradient_penalty(critic, batch, fake, kwargs, self.one_sided)
+            penalty = gradient_penalty(critic, real.detach(), fake, kwargs, self.one_sided)
             loss = loss + self.gp_weight * penalty
             out["penalty"] = penalty.detach()
         if self.r1 > 0:
@@ -411,6 +417,15 @@ class Adversarial(Objective):
             loss = loss + 0.5 * self.r1 * r1
             out["r1"] = r1.detach()
         return {"loss": loss, **out}
+
+    def _packed(self, x: torch.Tensor, kwargs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``x: [B, D]`` as ``[B // pack, pack * D]`` (PacGAN); unchanged without packing."""
+        if self.pack == 1:
+            return x
+        if kwargs or x.dim() != 2:
+            raise TrainingError("pack > 1 needs flat data [B, D] and no conditioning inputs")
+        rows = x.shape[0] - x.shape[0] % self.pack
+        return x[:rows].reshape(rows // self.pack, self.pack * x.shape[1])
 
     def _add_recognition(self, loss: torch.Tensor, out: dict[str, torch.Tensor],
                          *pairs: tuple[dict[str, Any], dict[str, torch.Tensor]]
@@ -436,8 +451,8 @@ class Adversarial(Objective):
     def get_config(self) -> dict:
         return {"name": self.name, "loss": self.loss_kind.value, "n_critic": self.n_critic,
                 "gradient_penalty": self.gp_weight, "one_sided": self.one_sided, "r1": self.r1,
-                "info_weight": self.info_weight, "validation_rows": self.validation_rows,
-                "validation_seed": self.validation_seed}
+                "info_weight": self.info_weight, "pack": self.pack,
+                "validation_rows": self.validation_rows, "validation_seed": self.validation_seed}
 
 
 def _named(loss: AdversarialLoss) -> type[Adversarial]:

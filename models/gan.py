@@ -208,6 +208,8 @@ class GAN(GANBase):
         loss: the adversarial loss (:data:`GAN_LOSSES`).
         n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
         r1: weight ``γ`` of the R1 penalty on the critic.
+        pack: PacGAN's packing: the critic reads ``pack`` rows at once (``pack * D`` inputs;
+            Lin et al., 2018, arXiv:1712.04086), which penalises a generator that drops modes.
 
     Example:
         >>> gan = GAN(2, latent_dim=4, hidden_dims=(16,), critic_dims=(16,), loss="hinge")
@@ -226,14 +228,23 @@ class GAN(GANBase):
         loss: str = "non-saturating",
         n_critic: int | None = None,
         r1: float = 0.0,
+        pack: int = 1,
     ) -> None:
         super().__init__()
         self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
-        self.num_dims = num_dims
+        if not isinstance(pack, int) or pack < 1:
+            raise ModelError(f"pack must be an integer >= 1, got {pack!r}")
+        self.num_dims, self.pack = num_dims, pack
         self.hidden_dims, self.critic_dims = tuple(hidden_dims), tuple(critic_dims)
         self.generator = nn.Sequential(mlp([latent_dim, *self.hidden_dims, num_dims], nn.ReLU),
                                        ACTIVATIONS[output]())
-        self.critic = mlp([num_dims, *self.critic_dims, 1], lambda: nn.LeakyReLU(0.2))
+        self.critic = mlp([num_dims * pack, *self.critic_dims, 1], lambda: nn.LeakyReLU(0.2))
+
+    @property
+    def objective_defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        """The GAN recipe, and the packing when the critic reads several rows at once."""
+        defaults = super().objective_defaults
+        return defaults if self.pack == 1 else {**defaults, "pack": self.pack}
 
     @property
     def event_shape(self) -> torch.Size:

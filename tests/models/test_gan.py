@@ -11,7 +11,7 @@ from ppgen.checkpoint import read_checkpoint
 from ppgen.data import load_digits
 from ppgen.data.info import DataInfo
 from ppgen.evaluate import nll_report
-from ppgen.models import DCGAN, GAN
+from ppgen.models import CGAN, DCGAN, GAN
 
 pytestmark = pytest.mark.usefixtures("one_thread", "clean_param_store")
 
@@ -152,3 +152,30 @@ def test_the_digits_example_runs():
     scores = example.compare(model)
     assert len(history) == 1 and set(scores) == {"dcgan", "real (val)"}
     assert scores["real (val)"]["fd"] < scores["dcgan"]["fd"]  # one epoch is far from done
+
+
+def test_packing_scores_rows_together():
+    """PacGAN: with pack=2 the critic reads [B/2, 2D] (data with data, draws with draws; the
+    odd last row dropped) and the losses are those of the packed scores."""
+    from ppgen.inference import make_objective
+    from ppgen.inference.adversarial import AdversarialLoss, critic_losses, simulate
+    from ppgen.objective import StepContext
+
+    torch.manual_seed(0)
+    gan = small_gan(pack=2)
+    assert gan.critic[0].in_features == 4 and gan.objective_defaults["pack"] == 2
+    objective = make_objective("adversarial", **gan.objective_defaults)
+    x = torch.randn(7, 2)
+    torch.manual_seed(1)
+    out = objective.losses(gan, x, StepContext(0, 1, ("critic",)))
+    torch.manual_seed(1)
+    fake = simulate(gan, x)
+    expected = critic_losses(AdversarialLoss.NON_SATURATING, gan.critic(x[:6].reshape(3, 4)),
+                             gan.critic(fake[:6].reshape(3, 4)))
+    assert torch.allclose(out["loss"], expected.reshape(()))
+    labelled = CGAN(2, num_classes=3, network={"hidden_dims": (8,), "critic_dims": (8,)})
+    with pytest.raises(ppgen.TrainingError, match="no conditioning inputs"):
+        make_objective("adversarial", pack=2).losses(
+            labelled, x, StepContext(0, 1, ("critic",)), y=torch.zeros(7, dtype=torch.long))
+    with pytest.raises(ppgen.ModelError, match="pack must be"):
+        small_gan(pack=0)
