@@ -142,9 +142,22 @@ class GANBase(GenerativeModel, register=False):
             ``x`` (observed or generated).
         """
         n = x.shape[0] if x is not None else (num_samples or 1)
-        implicit = ImplicitDistribution(self.generator, self.noise(n), self.event_shape)
+        implicit = self._implicit(n)
         with pyro.plate("data", n, device=self.noise_loc.device):
             return pyro.sample(self.data_site, implicit, obs=x)
+
+    def _implicit(self, n: int) -> ImplicitDistribution:
+        """The data site's distribution for ``n`` draws, built once per ``n`` (and per noise
+        buffer: moving the model makes new ones) and reused every step: it holds the
+        generator and the buffers, which it reads at draw time, so reusing it is exact."""
+        loc, cache = self.noise_loc, self.__dict__.setdefault("_implicit_cache", {})
+        buffer, implicit = cache.get(n, (None, None))
+        if buffer is not loc:
+            if len(cache) > 8:  # a few batch sizes (training, a last batch, validation)
+                cache.clear()
+            implicit = ImplicitDistribution(self.generator, self.noise(n), self.event_shape)
+            cache[n] = (loc, implicit)
+        return implicit
 
     def generate(self, n: int, quantized: bool = False, **conditions: Any) -> torch.Tensor:
         """``n`` draws ``[n, *event_shape]`` (given the checked conditioning values of a

@@ -45,6 +45,8 @@ class ImplicitDistribution(TorchDistribution):
         super().__init__(noise.batch_shape, torch.Size(event_shape), validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) == self.batch_shape:
+            return self  # Pyro's plates expand every site: nothing to build when it fits
         noise = self.noise.expand(batch_shape)
         return ImplicitDistribution(self.generator, noise, self.event_shape)
 
