@@ -66,35 +66,49 @@ def _mean_sd(values: list[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- (a) modes
-def run_modes(toy: str, loss: str, seed: int, steps: int, r1: float) -> dict:
+def toy_recipe(args: argparse.Namespace) -> dict:
+    """The mode-coverage recipe: the defaults above, overridden on the command line."""
+    model = {**TOY_MODEL, "pack": args.pack}
+    if args.latent_dim:
+        model["latent_dim"] = args.latent_dim
+    if args.hidden:
+        model["hidden_dims"] = tuple(args.hidden)
+    if args.critic:
+        model["critic_dims"] = tuple(args.critic)
+    return {"model": model, "batch_size": args.toy_batch or TOY_BATCH,
+            "lr": args.lr or TOY_LR, "r1": args.r1, "steps": args.steps}
+
+
+def run_modes(toy: str, loss: str, seed: int, recipe: dict) -> dict:
     """One GAN on one mixture; returns its mode metrics."""
     modes = ModeSet.ring() if toy == "ring" else ModeSet.grid()
     x = modes.sample(100_000, seed=seed)
     torch.manual_seed(seed)
-    model = GAN(2, loss=loss, r1=r1, **TOY_MODEL)
-    group = {**model.fit_defaults["optimizer"]["generator"], "lr": TOY_LR}
-    epochs = max(1, math.ceil(steps * TOY_BATCH / len(x)))
+    model = GAN(2, loss=loss, r1=recipe["r1"], **recipe["model"])
+    group = {**model.fit_defaults["optimizer"]["generator"], "lr": recipe["lr"]}
+    batch = recipe["batch_size"]
+    epochs = max(1, math.ceil(recipe["steps"] * batch / len(x)))
     start = time.perf_counter()
-    ppgen.fit(model, x, None, epochs=epochs, batch_size=TOY_BATCH, seed=seed, progress=False,
+    ppgen.fit(model, x, None, epochs=epochs, batch_size=batch, seed=seed, progress=False,
               optimizer={"generator": group, "critic": dict(group)}, lr_schedule="cosine")
     torch.manual_seed(seed + 1000)
     scores = mode_metrics(model.sample(2500), modes)
     return {**scores, "seconds": time.perf_counter() - start,
-            "steps": epochs * math.ceil(len(x) / TOY_BATCH)}
+            "steps": epochs * math.ceil(len(x) / batch)}
 
 
 def modes_table(args: argparse.Namespace) -> dict:
-    rows = {}
+    rows, recipe = {}, toy_recipe(args)
     for toy in args.toys:
         for loss in args.losses:
-            runs = [run_modes(toy, loss, s, args.steps, args.r1) for s in args.seeds]
+            runs = [run_modes(toy, loss, s, recipe) for s in args.seeds]
             rows[f"{toy}/{loss}"] = {k: _mean_sd([float(r[k]) for r in runs])
                                      for k in ("modes", "high_quality", "mode_kl", "seconds")}
             m, hq = rows[f"{toy}/{loss}"]["modes"], rows[f"{toy}/{loss}"]["high_quality"]
             print(f"{toy:>5} {loss:>15}: modes {m['mean']:.1f} ± {m['sd']:.1f} of "
                   f"{runs[0]['num_modes']}, high quality {100 * hq['mean']:.1f}%", flush=True)
-    return {"recipe": {**TOY_MODEL, "batch_size": TOY_BATCH, "lr": TOY_LR, "r1": args.r1,
-                       "lr_schedule": "cosine", "steps": args.steps}, "rows": rows}
+    return {"recipe": {**recipe["model"], **{k: v for k, v in recipe.items() if k != "model"},
+                       "lr_schedule": "cosine"}, "rows": rows}
 
 
 # --------------------------------------------------------------------------- (b) digits
@@ -291,6 +305,12 @@ def main() -> None:
     parser.add_argument("--timed-steps", type=int, default=50, help="steps a repeat (overhead)")
     parser.add_argument("--epochs", type=int, help="epochs (labelled; default the model's)")
     parser.add_argument("--r1", type=float, default=1.0, help="R1 weight (modes)")
+    parser.add_argument("--pack", type=int, default=1, help="PacGAN packing (modes)")
+    parser.add_argument("--latent-dim", type=int, help="noise size (modes)")
+    parser.add_argument("--hidden", type=int, nargs="+", help="generator widths (modes)")
+    parser.add_argument("--critic", type=int, nargs="+", help="critic widths (modes)")
+    parser.add_argument("--toy-batch", type=int, help="batch size (modes)")
+    parser.add_argument("--lr", type=float, help="Adam rate of both players (modes)")
     parser.add_argument("--batch", type=int, default=256, help="batch (overhead)")
     parser.add_argument("--repeats", type=int, default=7, help="repeats (overhead)")
     parser.add_argument("--name", help="results file name (default adversarial-WHAT)")
