@@ -82,8 +82,8 @@ class FeatureSpace:
             intensities, so integer levels and dequantised floats compare alike).
         classify: data → class logits ``[N, C]``, or ``None`` (no class histogram).
         num_classes: ``C`` of ``classify``.
-        floor: ``() -> (a, b)``, two real samples whose Fréchet distance is the floor, or
-            ``None``.
+        floor: ``() -> (real, other)``, two real samples whose Fréchet distance is the floor
+            (``other`` scored against ``real`` as if it were generated), or ``None``.
         modes: the mixture of a 2-D mode-coverage toy (adds ``modes``, ``high_quality``).
     """
 
@@ -167,11 +167,11 @@ def _on_device(net: DigitsClassifier, method: str) -> FeatureMap:
 
 
 def _digits_floor() -> tuple[torch.Tensor, torch.Tensor]:
-    """The bundled digits' val (350) and test (447) splits: the real-vs-real floor."""
+    """The bundled digits' test (447) and val (350) splits: the real-vs-real floor."""
     from ppgen.data import load_digits
 
     digits = load_digits("categorical")
-    return digits.val, digits.test
+    return digits.test, digits.val
 
 
 def load_digits_classifier(path: Any = None) -> DigitsClassifier:

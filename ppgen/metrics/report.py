@@ -127,8 +127,8 @@ def fd_floor(space: FeatureSpace) -> float:
     """
     if space.floor is None:
         raise ArgumentError(f"the {space.name!r} feature space has no real-vs-real floor")
-    a, b = space.floor()
-    return float(frechet_distance_of(space.embed(a), space.embed(b)))
+    real, other = space.floor()
+    return float(frechet_distance_of(space.embed(real), space.embed(other)))
 
 
 def evaluation_sampler(model: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_frechet_distance_of_isotropic_gaussians_in_closed_form():
 
 def test_the_real_floor_is_small_against_shuffled_pixels(digits):
     floor = sample_metrics(digits.test, digits.val, features="digits")
-    assert floor["fd"] == pytest.approx(floor["fd_floor"], rel=1e-6)
+    assert floor["fd"] == floor["fd_floor"]  # the floor is exactly this pair
     shuffled = digits.test[:, torch.randperm(64, generator=torch.Generator().manual_seed(0))]
     noise = sample_metrics(digits.test, shuffled, features="digits")
     assert floor["fd"] < 0.1 * noise["fd"] and floor["kid"] < 0.1 * noise["kid"]
