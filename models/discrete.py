@@ -197,6 +197,12 @@ class IndependentBernoulli(_CountModel):
             )
         return {"num_dims": info.num_dims}
 
+    @torch.no_grad()
+    def log_prob_per_dim(self, x: Any) -> torch.Tensor:
+        """``log p(x_i)`` ``[N, n]``: the independent terms, summing to ``log p(x)``."""
+        x = self.check_data(x).to(self.logits.device)
+        return dist.Bernoulli(logits=self.logits).log_prob(x.to(self.logits.dtype))
+
     def sufficient_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(N_i0, N_i1)`` stacked: ``[n, 2]``."""
         ones = x.to(self._dtype()).sum(0)
@@ -236,6 +242,13 @@ class IndependentCategorical(_CountModel):
     def num_parameters(self) -> int:
         """``n (K - 1)``."""
         return self.num_dims * (self.num_levels - 1)
+
+    @torch.no_grad()
+    def log_prob_per_dim(self, x: Any) -> torch.Tensor:
+        """``log theta_{i, x_i}`` ``[N, n]``: the independent terms, summing to ``log p(x)``."""
+        x = self.check_data(x).to(self.logits.device)
+        log_theta = torch.log_softmax(self.logits, -1)
+        return log_theta.expand(x.shape[0], -1, -1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
 
     def sufficient_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``N_ik``: ``[n, K]``."""
@@ -324,6 +337,17 @@ class MarkovChain(_CountModel):
         """``(K - 1) + (n - 1) K (K - 1)``."""
         K = self.num_levels
         return (K - 1) + (self.num_dims - 1) * K * (K - 1)
+
+    @torch.no_grad()
+    def log_prob_per_dim(self, x: Any) -> torch.Tensor:
+        """``[log p(x_1), log p_2(x_2 | x_1), ...]`` ``[N, n]``, summing to ``log p(x)``: which
+        pixel the chain found unlikely given the one before it."""
+        x = self.check_data(x).to(self.init_logits.device)
+        first = torch.log_softmax(self.init_logits, -1)[x[:, 0]]
+        trans = torch.log_softmax(self.trans_logits, -1)  # [n - 1, K, K]
+        position = torch.arange(self.num_dims - 1, device=x.device)
+        rest = trans[position, x[:, :-1], x[:, 1:]]
+        return torch.cat([first.unsqueeze(-1), rest], dim=-1)
 
     def sufficient_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``N(x_1 = a)``: ``[K]`` and ``N_i(x_{i-1} = a, x_i = b)``: ``[n - 1, K, K]``."""

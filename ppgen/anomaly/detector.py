@@ -10,6 +10,20 @@ importance-weighted estimate for latent ones) and follows scikit-learn's outlier
 fitted attributes ``decision_scores_``, ``threshold_`` and ``labels_`` and through
 :meth:`Detector.pyod`.
 
+Raw likelihoods track how *simple* an input is and how many similar inputs were seen, not how
+typical it is (Nalisnick et al., 2019): simple inputs such as a mostly blank image can score
+higher than every normal one. For data fitted as they come (contaminated, unlabelled), three
+remedies are options of the same detector, all through the shared evaluation layer:
+
+* ``reference=``: the score is the likelihood *ratio* ``log p(x) - log p_ref(x)`` against a
+  simpler model of the same rows (Ren et al., 2019; Schirrmeister et al., 2020; Serrà et al.,
+  2020): what the reference also explains (pixel-level complexity) cancels, what only the
+  model's structure explains remains;
+* ``statistic="typicality"``: the distance of that score from its typical value on held-out
+  rows, ``-|s(x) - E s|``, which also flags inputs *more* likely than normal ones;
+* ``trim_rounds=``: trimmed likelihood: refit without the ``contamination`` share of training
+  rows the model finds least likely, so mixed-in anomalies shape the model less.
+
 Example:
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(200, 3))
@@ -35,10 +49,12 @@ from ppgen.data.info import DataInfo
 from ppgen.errors import DataError, ModelError
 from ppgen.protocol import GenerativeModel, ModelKind, model_class
 
-__all__ = ["Detector", "PyODView", "LIKELIHOODS"]
+__all__ = ["Detector", "PyODView", "LIKELIHOODS", "STATISTICS"]
 
 #: what ``likelihood=`` accepts: how the features are modelled by a named model
 LIKELIHOODS = ("continuous", "categorical", "bernoulli")
+#: what ``statistic=`` accepts: the score itself, or its distance from its typical value
+STATISTICS = ("likelihood", "typicality")
 
 
 class Detector(OutlierMixin, BaseEstimator):
@@ -73,6 +89,16 @@ class Detector(OutlierMixin, BaseEstimator):
             flows on small data sets ranks anomalies more reliably. (Members of a model
             instance passed as ``model`` all start from its weights and differ by training
             seed and split only.)
+        reference: a simpler model (zoo name or instance, built and trained like ``model`` on
+            the same rows; e.g. ``"independent-categorical"`` beside a ``"markov-chain"`` or a
+            PixelCNN): the score becomes ``log p(x) - log p_ref(x)``.
+        reference_options: constructor arguments of a named reference.
+        statistic: ``"likelihood"`` (the score as above, higher is more normal) or
+            ``"typicality"``: ``-|s(x) - typical_|`` with ``typical_`` the mean score of the
+            validation rows (of the training rows without them).
+        trim_rounds: rounds of trimmed-likelihood refitting: each drops the ``contamination``
+            share of training rows with the lowest likelihood under the last fit and trains a
+            fresh model (same seed) on the rest; 0 fits once.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         random_state: seed of the split, the initial weights, training and scoring.
 
@@ -86,6 +112,8 @@ class Detector(OutlierMixin, BaseEstimator):
         labels_: PyOD view: training labels, 1 for outliers, 0 for inliers ``[N]``.
         history_: the training :class:`~ppgen.history.History` (of ``model_``).
         histories_: the histories of ``estimators_``.
+        references_: the trained reference of each member (with ``reference``).
+        typical_: the typical score (with ``statistic="typicality"``), else ``None``.
     """
 
     def __init__(
@@ -105,6 +133,10 @@ class Detector(OutlierMixin, BaseEstimator):
         fit_options: dict[str, Any] | None = None,
         num_particles: int = 1000,
         n_estimators: int = 1,
+        reference: str | GenerativeModel | None = None,
+        reference_options: dict[str, Any] | None = None,
+        statistic: str = "likelihood",
+        trim_rounds: int = 0,
         device: str = "auto",
         random_state: int = 0,
     ) -> None:
@@ -122,6 +154,10 @@ class Detector(OutlierMixin, BaseEstimator):
         self.fit_options = fit_options
         self.num_particles = num_particles
         self.n_estimators = n_estimators
+        self.reference = reference
+        self.reference_options = reference_options
+        self.statistic = statistic
+        self.trim_rounds = trim_rounds
         self.device = device
         self.random_state = random_state
 
@@ -151,16 +187,30 @@ class Detector(OutlierMixin, BaseEstimator):
         pool, held_out = x, None
         if self.fpr is not None and self.n_estimators > 1:  # normal rows no member sees
             pool, held_out = self._split(x, self.random_state)
-        self.estimators_, self.histories_ = [], []
+        self.estimators_, self.histories_, self.references_ = [], [], []
         for seed in self._member_seeds():
-            model = self._build(pool, seed)
+            model = self._build(self.model, self.model_options, pool, seed)
             pool = model.check_data(pool, "training data")
             train, val = self._split(pool, seed)
-            history = ppgen.fit(model, train, val, device=self.device, seed=seed, **options)
+            rows = train
+            history = ppgen.fit(model, rows, val, device=self.device, seed=seed, **options)
+            for _ in range(self.trim_rounds):  # trimmed likelihood: refit on the likelier rows
+                rows = train[self._kept(model, train)]
+                model = self._build(self.model, self.model_options, pool, seed)
+                history = ppgen.fit(model, rows, val, device=self.device, seed=seed, **options)
             self.estimators_.append(model.eval())
             self.histories_.append(history)
+            if self.reference is not None:  # the same rows, the same training options
+                ref = self._build(self.reference, self.reference_options, pool, seed)
+                ppgen.fit(ref, ref.check_data(rows, "training data"), val, device=self.device,
+                          seed=seed, **options)
+                self.references_.append(ref.eval())
         self.model_, self.history_ = self.estimators_[0], self.histories_[0]
         x = self.model_.check_data(x, "training data")
+        self.typical_ = None
+        if self.statistic == "typicality":  # held-out rows when there are any
+            typical_rows = next(r for r in (held_out, val, x) if r is not None)
+            self.typical_ = float(np.mean(self._raw_scores(typical_rows)))
         self.offset_ = self._offset(x, val if held_out is None else held_out)
         self._set_pyod_view(x)
         return self
@@ -169,14 +219,16 @@ class Detector(OutlierMixin, BaseEstimator):
         """Per-row log-likelihood ``log p(x)`` in nats ``[N]``: higher is more normal.
 
         Exact for exact models; the importance-weighted estimate with ``num_particles``
-        samples for latent models (seeded with ``random_state``, so repeatable).
+        samples for latent models (seeded with ``random_state``, so repeatable). With a
+        ``reference``, ``log p(x) - log p_ref(x)``; with ``statistic="typicality"``, the
+        distance of that from ``typical_``, negated.
 
         Raises:
             ValueError: a feature count differing from ``fit``, NaN/inf, or values outside the
                 model's support (:class:`ppgen.errors.DataError`) — never a silent score.
         """
         check_is_fitted(self, "model_")
-        return self._log_likelihood(self._checked(X))
+        return self._scores(self._checked(X))
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_`` ``[N]``: negative for outliers."""
@@ -203,16 +255,29 @@ class Detector(OutlierMixin, BaseEstimator):
             ModelError: the model has no per-feature decomposition of its likelihood.
         """
         check_is_fitted(self, "model_")
+        if self.statistic != "likelihood":
+            raise ModelError("a typicality score has no per-feature parts (it is a distance "
+                             "from the typical score); explain with statistic='likelihood'")
         if getattr(self.model_, "log_prob_per_dim", None) is None:
             raise ModelError(
                 f"{type(self.model_).__name__} has no per-feature decomposition of its "
                 "log-likelihood; explanations need an autoregressive model (fvsbn, nade, "
-                "rnade, made, pixelcnn, pixelrnn)"
+                "rnade, made, pixelcnn, pixelrnn, markov-chain) or independent pixels"
             )
+        refs = self.references_ or [None] * len(self.estimators_)
+        if any(r is not None and getattr(r, "log_prob_per_dim", None) is None for r in refs):
+            raise ModelError(
+                f"the reference {type(self.references_[0]).__name__} has no per-feature "
+                "decomposition; a likelihood ratio is explained when both models have one "
+                "(e.g. an independent or autoregressive reference)")
         x = self._checked(X)
+        parts = []
         with torch.no_grad():  # an ensemble's score is the members' mean: so are its parts
-            parts = [m.log_prob_per_dim(x.to(m.device)).double().cpu().numpy()
-                     for m in self.estimators_]
+            for m, r in zip(self.estimators_, refs):
+                part = m.log_prob_per_dim(x.to(m.device)).double().cpu().numpy()
+                if r is not None:
+                    part = part - r.log_prob_per_dim(x.to(r.device)).double().cpu().numpy()
+                parts.append(part)
         return np.mean(parts, axis=0)
 
     def __sklearn_tags__(self):
@@ -246,6 +311,14 @@ class Detector(OutlierMixin, BaseEstimator):
             raise ValueError(f"num_particles must be >= 1, got {self.num_particles!r}")
         if not (isinstance(self.n_estimators, int) and self.n_estimators >= 1):
             raise ValueError(f"n_estimators must be an integer >= 1, got {self.n_estimators!r}")
+        if self.reference is not None and not isinstance(self.reference, (str, GenerativeModel)):
+            raise ValueError("reference must be a zoo model name, a ppgen.GenerativeModel or "
+                             f"None, got {type(self.reference).__name__}")
+        if self.statistic not in STATISTICS:
+            raise ValueError(
+                f"statistic must be one of {', '.join(STATISTICS)}, got {self.statistic!r}")
+        if not (isinstance(self.trim_rounds, int) and self.trim_rounds >= 0):
+            raise ValueError(f"trim_rounds must be an integer >= 0, got {self.trim_rounds!r}")
 
     def _rows(self, X: Any, reset: bool) -> torch.Tensor:
         """``X`` as a 2-D tensor, with scikit-learn's checks (feature count, NaN/inf,
@@ -283,12 +356,19 @@ class Detector(OutlierMixin, BaseEstimator):
         states = np.random.SeedSequence(self.random_state).generate_state(self.n_estimators)
         return [int(s) for s in states]
 
-    def _build(self, x: torch.Tensor, seed: int) -> GenerativeModel:
-        if isinstance(self.model, GenerativeModel):  # members differ by training seed only
-            return copy.deepcopy(self.model)
+    def _build(self, spec: str | GenerativeModel, model_options: dict[str, Any] | None,
+               x: torch.Tensor, seed: int) -> GenerativeModel:
+        if isinstance(spec, GenerativeModel):  # members differ by training seed only
+            return copy.deepcopy(spec)
         importlib.import_module("ppgen.models")  # fills the zoo registry
         torch.manual_seed(seed)  # the initial weights
-        return model_class(self.model).for_data(self._info(x), **(self.model_options or {}))
+        return model_class(spec).for_data(self._info(x), **(model_options or {}))
+
+    def _kept(self, model: GenerativeModel, x: torch.Tensor) -> torch.Tensor:
+        """``[N]`` bool: the rows of ``x`` outside the ``contamination`` share that ``model``
+        finds least likely (ties kept)."""
+        ll = torch.from_numpy(self._member_log_likelihood(model.eval(), x))
+        return (ll >= torch.quantile(ll, self.contamination)).to(x.device)
 
     def _info(self, x: torch.Tensor) -> DataInfo:
         levels = self.num_levels
@@ -320,25 +400,37 @@ class Detector(OutlierMixin, BaseEstimator):
         perm = torch.randperm(x.shape[0], generator=g).to(x.device)
         return x[perm[n_val:]], x[perm[:n_val]]
 
-    def _log_likelihood(self, x: torch.Tensor) -> np.ndarray:
-        """The members' mean log-likelihood ``[N]`` (one member: its log-likelihood)."""
+    def _member_log_likelihood(self, model: GenerativeModel, x: torch.Tensor) -> np.ndarray:
+        """``log p(x)`` ``[N]`` of one trained model (seeded: repeatable for latent models)."""
         from ppgen.evaluate import log_likelihood
 
+        with torch.random.fork_rng(devices=_cuda_devices(model.device)):
+            torch.manual_seed(self.random_state)
+            ll = log_likelihood(model, x.to(model.device), num_particles=self.num_particles)
+        return ll.double().cpu().numpy()
+
+    def _raw_scores(self, x: torch.Tensor) -> np.ndarray:
+        """The members' mean log-likelihood (ratio, with a reference) ``[N]``."""
         total = 0.0
-        for model in self.estimators_:
-            with torch.random.fork_rng(devices=_cuda_devices(model.device)):
-                torch.manual_seed(self.random_state)
-                ll = log_likelihood(model, x.to(model.device), num_particles=self.num_particles)
-            total = total + ll.double().cpu().numpy()
+        refs = self.references_ or [None] * len(self.estimators_)
+        for model, ref in zip(self.estimators_, refs):
+            total = total + self._member_log_likelihood(model, x)
+            if ref is not None:
+                total = total - self._member_log_likelihood(ref, x)
         return total / len(self.estimators_)
+
+    def _scores(self, x: torch.Tensor) -> np.ndarray:
+        """``score_samples``: the raw score, or its typicality."""
+        raw = self._raw_scores(x)
+        return raw if self.typical_ is None else -np.abs(raw - self.typical_)
 
     def _offset(self, x: torch.Tensor, val: torch.Tensor | None) -> float:
         if self.fpr is not None:
-            return threshold_at_fpr(self._log_likelihood(val), self.fpr)
-        return threshold_at_fpr(self._log_likelihood(x), self.contamination)
+            return threshold_at_fpr(self._scores(val), self.fpr)
+        return threshold_at_fpr(self._scores(x), self.contamination)
 
     def _set_pyod_view(self, x: torch.Tensor) -> None:
-        self.decision_scores_ = -self._log_likelihood(x)
+        self.decision_scores_ = -self._scores(x)
         self.threshold_ = -self.offset_
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
 

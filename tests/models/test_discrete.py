@@ -296,3 +296,20 @@ def test_digits_binary_bernoulli_equals_two_level_categorical():
     bernoulli = _digits_test_nll(IndependentBernoulli, "binary")
     assert _digits_test_nll(IndependentCategorical, "binary") == pytest.approx(bernoulli, abs=1e-3)
     assert _digits_test_nll(MarkovChain, "binary") < bernoulli
+
+
+@pytest.mark.parametrize("cls, K", [(IndependentBernoulli, 2), (IndependentCategorical, 3),
+                                    (MarkovChain, 3)])
+def test_per_pixel_terms_sum_to_the_exact_log_likelihood(cls, K):
+    """The per-pixel decomposition (what explains an anomaly score) of the closed-form fit."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, K, (200, 5), generator=g)
+    model = (cls(5) if cls is IndependentBernoulli else cls(5, K)).fit_closed_form(x)
+    parts = model.log_prob_per_dim(x[:20])
+    assert parts.shape == (20, 5) and (parts <= 0).all()
+    torch.testing.assert_close(parts.sum(-1), log_likelihood(model, x[:20]))
+    if cls is MarkovChain:  # term i is log p_i(x_i | x_{i-1}): counts of the pair, normalised
+        a, b = int(x[0, 2]), int(x[0, 3])
+        pair = ((x[:, 2] == a) & (x[:, 3] == b)).sum() + DEFAULT_ALPHA
+        given = (x[:, 2] == a).sum() + K * DEFAULT_ALPHA
+        torch.testing.assert_close(parts[0, 3], (pair / given).log().float())

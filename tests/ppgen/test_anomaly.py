@@ -328,3 +328,93 @@ def test_cli_score_refuses_bad_rows(tmp_path, capsys, rows, message):
                  "--out", str(tmp_path / "s.csv")])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
+
+
+# ------------------------------------------------ contaminated, unlabelled training data
+
+
+def simple_anomalies(seed: int, n: int = 2000, k: int = 100, D: int = 40):
+    """Binary rows, normal: sparse i.i.d. pixels (p = 0.2) except that pixel 1 copies pixel 0;
+    the planted anomalies: blank rows (simple: likelier than any normal row under every fit)
+    whose pixels 0 and 1 disagree. All of them are in the training data, unlabelled."""
+    rng = np.random.default_rng(seed)
+    normal = (rng.random((n, D)) < 0.2).astype(np.int64)
+    normal[:, 1] = normal[:, 0]
+    odd = np.zeros((k, D), dtype=np.int64)
+    odd[:, 0] = rng.integers(0, 2, k)
+    odd[:, 1] = 1 - odd[:, 0]
+    return np.concatenate([normal, odd]), np.r_[np.zeros(n), np.ones(k)]
+
+
+def test_likelihood_ratio_ranks_the_planted_simple_anomalies_first_where_raw_likelihood_fails():
+    """Closed-form Markov chain vs its independent-pixel reference, fitted on the mixture: the
+    blank rows' likelihood is high (raw AUROC near 0), but what only the chain explains — the
+    copied pixel — they break, and the background's complexity cancels in the ratio."""
+    X, y = simple_anomalies(0)
+    options = {"likelihood": "categorical", "num_levels": 2, "contamination": 0.05}
+    raw = -Detector("markov-chain", **options).fit(X).score_samples(X)
+    ratio_det = Detector("markov-chain", reference="independent-categorical", **options).fit(X)
+    ratio = -ratio_det.score_samples(X)
+    assert anomaly_metrics(y, raw)["auroc"] < 0.05
+    assert ratio[y == 1].min() > ratio[y == 0].max()  # every anomaly ranked first
+    import ppgen
+
+    chain, ref = ratio_det.model_, ratio_det.references_[0]
+    x = torch.as_tensor(X[-5:])  # five anomalies
+    expected = (ppgen.log_likelihood(chain, x) - ppgen.log_likelihood(ref, x)).double().numpy()
+    np.testing.assert_allclose(ratio_det.score_samples(X[-5:]), expected, rtol=1e-6)
+    parts = ratio_det.explain(X[-5:])  # per-pixel ratios, summing to the score
+    np.testing.assert_allclose(parts.sum(1), expected, rtol=1e-5, atol=1e-5)
+    assert (np.argmin(parts, axis=1) == 1).all()  # the broken copy explains each of them
+
+
+def test_typicality_flags_inputs_likelier_than_normal_ones():
+    """N(0, I_100) with 5% of rows planted near the origin, the mode: the raw likelihood ranks
+    them most normal; their distance from the typical log-likelihood (100/2 nats below the
+    mode's, while normal rows spread by sqrt(100/2) ~ 7 nats) ranks them first. PPCA's
+    likelihood is exact with one particle."""
+    D = 100
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(950, D)), 0.05 * rng.normal(size=(50, D))])
+    y = np.r_[np.zeros(950), np.ones(50)]
+    options = {"model_options": {"latent_dim": 2}, "contamination": 0.05, "num_particles": 1}
+    raw = -Detector("ppca", **options).fit(X).score_samples(X)
+    det = Detector("ppca", statistic="typicality", **options).fit(X)
+    typical = -det.score_samples(X)
+    assert anomaly_metrics(y, raw)["auroc"] < 0.01
+    assert typical[y == 1].min() > typical[y == 0].max()
+    assert (det.score_samples(X) <= 0).all()
+    # the typical score of N(0, I_D) is -D/2 log(2 pi e); the fit's variance is shrunk by the
+    # planted rows (5% at ~0): about -D/2 log(0.95) = +2.6 nats, well inside 10
+    assert abs(det.typical_ + D / 2 * np.log(2 * np.pi * np.e)) < 10
+    with pytest.raises(ModelError, match="typicality"):
+        det.explain(X[:2])
+
+
+def test_trimmed_likelihood_drops_the_least_likely_share_and_refits_on_the_rest():
+    """5% far outliers pull a closed-form PPCA fit; two trimming rounds drop exactly them, so
+    the detector equals one fitted on the clean rows alone."""
+    rng = np.random.default_rng(1)
+    clean = rng.normal(size=(950, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3],
+                                                  [0.0, 0.0, 0.5]])
+    X = np.concatenate([clean, 6.0 + 0.1 * rng.normal(size=(50, 3))])
+    options = {"model_options": {"latent_dim": 1}, "contamination": 0.05,
+               "validation_fraction": 0, "num_particles": 1}
+    trimmed = Detector("ppca", trim_rounds=2, **options).fit(X)
+    reference = Detector("ppca", **options).fit(clean)
+    untrimmed = Detector("ppca", **options).fit(X)
+    probe = rng.normal(size=(20, 3))
+    np.testing.assert_allclose(trimmed.score_samples(probe), reference.score_samples(probe),
+                               rtol=1e-5)
+    assert not np.allclose(untrimmed.score_samples(probe), reference.score_samples(probe),
+                           rtol=1e-2)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"statistic": "median"}, "statistic"),
+    ({"trim_rounds": -1}, "trim_rounds"),
+    ({"reference": 3}, "reference"),
+])
+def test_bad_remedy_options_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        Detector("ppca", **options).fit(np.random.default_rng(0).normal(size=(50, 3)))
