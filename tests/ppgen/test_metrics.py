@@ -4,6 +4,7 @@ the VEEGAN/PacGAN protocol, and the routing of implicit models to the report."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -114,6 +115,40 @@ def test_kid_is_the_unbiased_polynomial_mmd():
     assert float(spread) > 0
     with pytest.raises(ValueError, match="subset_size"):
         kid(x, y[:10], subset_size=50)
+
+
+
+def reference_kid(x: torch.Tensor, y: torch.Tensor, num_subsets: int, size: int,
+                  seed: int = 0) -> tuple[float, float]:
+    """KID as first written: one polynomial kernel per subset pair, ``** 3``, diagonal out."""
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(num_subsets):
+        a = x.double()[torch.randperm(len(x), generator=generator)[:size]]
+        b = y.double()[torch.randperm(len(y), generator=generator)[:size]]
+        kaa, kbb, kab = ((u @ v.T / u.shape[1] + 1) ** 3 for u, v in ((a, a), (b, b), (a, b)))
+        off = 1 - torch.eye(size, dtype=torch.float64)
+        values.append(((kaa * off).sum() + (kbb * off).sum()) / (size * (size - 1))
+                      - 2 * kab.mean())
+    stacked = torch.stack(values)
+    return float(stacked.mean()), float(stacked.std())
+
+
+@pytest.mark.parametrize("full_kernels", [True, False])
+def test_kid_equals_the_per_subset_formula(full_kernels, monkeypatch):
+    """Both routes (subsets read off the full kernels; one kernel per subset) give the value
+    of the straightforward formula on the same subsets, for unequal sample sizes too."""
+    kid_module = importlib.import_module("ppgen.metrics.kid")  # the name ``kid`` is the function
+    if not full_kernels:
+        monkeypatch.setattr(kid_module, "FULL_KERNEL_ENTRIES", 0)
+    x = torch.randn(120, 5, generator=gen(0))
+    y = 0.3 + 1.2 * torch.randn(90, 5, generator=gen(1))
+    for size, seed in ((45, 0), (2, 3), (90, 1)):
+        mean, std = kid(x, y, num_subsets=7, subset_size=size, seed=seed)
+        expected = reference_kid(x, y, 7, size, seed)
+        assert (float(mean), float(std)) == pytest.approx(expected, rel=1e-12, abs=1e-14)
+    mean, std = kid(x, y)  # the default subset size: half the smaller sample
+    assert (float(mean), float(std)) == pytest.approx(reference_kid(x, y, 100, 45), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- precision / recall
