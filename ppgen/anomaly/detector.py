@@ -79,7 +79,10 @@ class Detector(OutlierMixin, BaseEstimator):
             for ``fpr``); ``0`` trains on everything with the model's epoch budget.
         epochs, batch_size, lr: training-engine options (default: the model's recipe).
         fit_options: any other :func:`ppgen.fit` options (``patience``, ``weight_decay``, ...).
-        num_particles: importance samples per datum for latent models' scores.
+        num_particles: importance samples per datum for latent models' scores. ``None``
+            (default): the model's declared evaluation, as in
+            :func:`ppgen.evaluate.headline_log_likelihood` — 1000 samples for a VAE; a
+            diffusion model's variational bound (one particle, closed-form KL terms).
         n_estimators: number of models trained (an ensemble when > 1: each from its own
             seed — initial weights, training shuffles and early-stopping split; with ``fpr``
             the threshold's held-out rows are set aside from every member first);
@@ -131,7 +134,7 @@ class Detector(OutlierMixin, BaseEstimator):
         batch_size: int | None = None,
         lr: float | None = None,
         fit_options: dict[str, Any] | None = None,
-        num_particles: int = 1000,
+        num_particles: int | None = None,
         n_estimators: int = 1,
         reference: str | GenerativeModel | None = None,
         reference_options: dict[str, Any] | None = None,
@@ -219,7 +222,8 @@ class Detector(OutlierMixin, BaseEstimator):
         """Per-row log-likelihood ``log p(x)`` in nats ``[N]``: higher is more normal.
 
         Exact for exact models; the importance-weighted estimate with ``num_particles``
-        samples for latent models (seeded with ``random_state``, so repeatable). With a
+        samples for latent models (with one particle, their ELBO: a diffusion model's bound;
+        seeded with ``random_state``, so repeatable). With a
         ``reference``, ``log p(x) - log p_ref(x)``; with ``statistic="typicality"``, the
         distance of that from ``typical_``, negated.
 
@@ -248,7 +252,9 @@ class Detector(OutlierMixin, BaseEstimator):
         """Per-feature contributions ``[N, D]`` to ``score_samples`` (they sum to it).
 
         Contribution ``d`` is ``log p(x_d | x_<d)`` for autoregressive models: the features
-        the model found unlikely given the ones before them. Plot them with
+        the model found unlikely given the ones before them. A diffusion model's parts are each
+        pixel's share of its bound for one seeded draw of the forward process (they sum to
+        that draw's bound, an unbiased estimate of the score). Plot them with
         :func:`ppgen.anomaly.plot_explanation`.
 
         Raises:
@@ -274,11 +280,17 @@ class Detector(OutlierMixin, BaseEstimator):
         parts = []
         with torch.no_grad():  # an ensemble's score is the members' mean: so are its parts
             for m, r in zip(self.estimators_, refs):
-                part = m.log_prob_per_dim(x.to(m.device)).double().cpu().numpy()
+                part = self._member_parts(m, x)
                 if r is not None:
-                    part = part - r.log_prob_per_dim(x.to(r.device)).double().cpu().numpy()
+                    part = part - self._member_parts(r, x)
                 parts.append(part)
         return np.mean(parts, axis=0)
+
+    def _member_parts(self, model: GenerativeModel, x: torch.Tensor) -> np.ndarray:
+        """``log_prob_per_dim`` ``[N, D]`` of one model, seeded like its score."""
+        with torch.random.fork_rng(devices=_cuda_devices(model.device)):
+            torch.manual_seed(self.random_state)
+            return model.log_prob_per_dim(x.to(model.device)).double().cpu().numpy()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -307,8 +319,10 @@ class Detector(OutlierMixin, BaseEstimator):
                 "model must be a zoo model name or a ppgen.GenerativeModel, "
                 f"got {type(self.model).__name__}"
             )
-        if self.num_particles < 1:
-            raise ValueError(f"num_particles must be >= 1, got {self.num_particles!r}")
+        if self.num_particles is not None and not (
+                isinstance(self.num_particles, int) and self.num_particles >= 1):
+            raise ValueError(f"num_particles must be an integer >= 1 or None (the model's "
+                             f"declared default), got {self.num_particles!r}")
         if not (isinstance(self.n_estimators, int) and self.n_estimators >= 1):
             raise ValueError(f"n_estimators must be an integer >= 1, got {self.n_estimators!r}")
         if self.reference is not None and not isinstance(self.reference, (str, GenerativeModel)):
@@ -402,11 +416,13 @@ class Detector(OutlierMixin, BaseEstimator):
 
     def _member_log_likelihood(self, model: GenerativeModel, x: torch.Tensor) -> np.ndarray:
         """``log p(x)`` ``[N]`` of one trained model (seeded: repeatable for latent models)."""
-        from ppgen.evaluate import log_likelihood
+        from ppgen.evaluate import headline_log_likelihood, log_likelihood
 
+        # the model's declared evaluation (a diffusion model's bound), or K importance samples
+        score = headline_log_likelihood if self.num_particles is None else log_likelihood
         with torch.random.fork_rng(devices=_cuda_devices(model.device)):
             torch.manual_seed(self.random_state)
-            ll = log_likelihood(model, x.to(model.device), num_particles=self.num_particles)
+            ll = score(model, x.to(model.device), num_particles=self.num_particles)
         return ll.double().cpu().numpy()
 
     def _raw_scores(self, x: torch.Tensor) -> np.ndarray:
