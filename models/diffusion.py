@@ -46,16 +46,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch import nn
 
 from ppgen.conditions import Condition, Conditions
-from ppgen.data.validate import validate
 from ppgen.diffusion import (
     BoundTerms,
     DiscretizedGaussian,
@@ -66,6 +64,7 @@ from ppgen.diffusion import (
     bound_per_dim,
     bound_terms,
     ddim_sample,
+    diagonal_normal,
     make_betas,
     ode_log_likelihood,
     reverse_step,
@@ -73,21 +72,17 @@ from ppgen.diffusion import (
 )
 from ppgen.errors import ModelError
 from ppgen.models.autoregressive import eval_mode
-from ppgen.models.denoisers import HEADS, LevelPosterior, build_denoiser
-from ppgen.protocol import GenerativeModel, ModelKind
-
-if TYPE_CHECKING:
-    from ppgen.data import DataInfo
+from ppgen.models.diffusion_base import (
+    DIFFUSION_LIKELIHOODS,
+    SAMPLERS,
+    DiffusionBase,
+    check_sampler,
+)
 
 __all__ = ["DDPM", "ImprovedDDPM", "SAMPLERS", "DIFFUSION_LIKELIHOODS"]
 
-#: the samplers of ``sample(n, sampler=...)``
-SAMPLERS = ("ancestral", "ddim")
-#: what the data are: integer levels (discretised decoder) or reals (Gaussian decoder)
-DIFFUSION_LIKELIHOODS = ("categorical", "continuous")
 
-
-class DDPM(GenerativeModel):
+class DDPM(DiffusionBase):
     """Denoising diffusion probabilistic model (Ho, Jain & Abbeel, 2020, arXiv:2006.11239).
 
     Noise prediction, the linear schedule with ``T = 1000``, a fixed reverse variance, trained
@@ -125,7 +120,6 @@ class DDPM(GenerativeModel):
         torch.Size([3])
     """
 
-    kind = ModelKind.LATENT
     default_objective = "diffusion-simple"
     #: the digits recipe (benchmarks/diffusion.py); the weight average matters: validation
     #: scores it, so its half-life (~140 steps at 0.995) must be short against the run
@@ -134,8 +128,6 @@ class DDPM(GenerativeModel):
         "epochs": 300, "patience": 60, "ema": 0.995, "warmup_steps": 200,
         "lr_schedule": "cosine", "max_grad_norm": 1.0,
     }
-    #: the bound costs one network pass per step: one particle, chunks of 128 rows
-    evaluation_defaults: ClassVar[dict[str, Any]] = {"num_particles": 1, "batch_size": 128}
     sample_options: ClassVar[dict[str, Any]] = {
         "sampler": "ancestral", "steps": None, "eta": 0.0, "spacing": "trailing",
         "guidance": 0.0,
@@ -156,28 +148,15 @@ class DDPM(GenerativeModel):
         num_classes: int | None = None,
         p_uncond: float = 0.1,
     ) -> None:
-        super().__init__()
-        _check_args(num_dims, num_steps, likelihood, num_levels, data_scale)
+        super().__init__(num_dims, num_steps, likelihood, num_levels, image_shape, data_scale,
+                         denoiser)
         _check_classes(num_classes, p_uncond)
         self.num_classes, self.p_uncond = num_classes, p_uncond
-        self.num_dims, self.num_steps, self.likelihood = num_dims, num_steps, likelihood
-        self.num_levels, self.data_scale = num_levels, data_scale
-        self.image_shape = None if image_shape is None else tuple(image_shape)
         self.schedule, self.prediction, self.variance = schedule, prediction, variance
-        self.denoiser = None if denoiser is None else dict(denoiser)
         self.process = _process(schedule, num_steps, prediction, variance,
                                 clip=likelihood == "categorical")
-        self.head = _head(likelihood, num_dims, num_levels, self.denoiser)
         extra = num_dims * (self.process.output_multiplier - 1)
-        out = (num_dims if self.head is None else num_dims * num_levels) + extra
-        self.network = _network(num_dims, out, self.image_shape, self.denoiser, num_classes)
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
-        self.register_buffer("_one", torch.ones(()), persistent=False)
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``[D]``: one flat datum."""
-        return torch.Size([self.num_dims])
+        self.head, self.network = self.build_denoiser(extra, num_classes)
 
     @property
     def conditions(self) -> Conditions:
@@ -239,20 +218,12 @@ class DDPM(GenerativeModel):
         eps = process.predict_eps_from_x0(x_t, s, x0)
         return torch.cat([process.training_target(x0, eps, s), out[..., split:]], dim=-1)
 
-    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data ``[N, D]`` -> ``x_0`` in model space: levels to ``[-1, 1]``, reals divided by
-        ``data_scale``."""
-        x = x.to(self._one.dtype)
-        if self.likelihood == "categorical":
-            return 2 * x / (self.num_levels - 1) - 1
-        return x / self.data_scale
-
     def decoder(self, mean: torch.Tensor, log_scale: torch.Tensor) -> dist.TorchDistribution:
         """``p(x_0 | x_1)``: batch ``mean.shape[:-1]``, event ``[D]``, in data units."""
         scale = torch.exp(log_scale).expand_as(mean)
         if self.likelihood == "categorical":
             return DiscretizedGaussian(mean, scale, self.num_levels).to_event(1)
-        return dist.Normal(self.data_scale * mean, self.data_scale * scale).to_event(1)
+        return self.gaussian_decoder(mean, scale)
 
     # ----------------------------------------------------------------- Pyro programs
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
@@ -289,10 +260,10 @@ class DDPM(GenerativeModel):
         T = self.process.num_timesteps
         with pyro.plate("data", x.shape[0], device=self.device):
             mean, _, log_var = self.process.q_mean_variance(x0, T - 1)
-            x_t = pyro.sample(f"x_{T}", _normal(mean, log_var))
+            x_t = pyro.sample(f"x_{T}", diagonal_normal(mean, log_var))
             for s in range(T - 1, 0, -1):
                 mean, _, log_var = self.process.q_posterior(x0, x_t, s)
-                x_t = pyro.sample(f"x_{s}", _normal(mean, log_var))
+                x_t = pyro.sample(f"x_{s}", diagonal_normal(mean, log_var))
         return x_t
 
     # ----------------------------------------------------------------- the bound
@@ -302,7 +273,7 @@ class DDPM(GenerativeModel):
         ``steps`` ``[N, T]`` (column ``t - 1`` is ``L_{t-1}``; column 0 the decoder's
         ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step. ``y``:
         the labels ``[N]`` of a class-conditional model."""
-        x, conditions = self._scoring_inputs(x, y)
+        x, conditions = self.scoring_inputs(x, y)
         with eval_mode(self):
             return bound_terms(self, x, **conditions)
 
@@ -312,7 +283,7 @@ class DDPM(GenerativeModel):
         for one draw of the forward process): the per-pixel explanation of an anomaly score
         (:func:`~ppgen.diffusion.bound_per_dim`), where the decoder and every step's Gaussian
         factorise over pixels."""
-        x, conditions = self._scoring_inputs(x, y)
+        x, conditions = self.scoring_inputs(x, y)
         with eval_mode(self):
             return -bound_per_dim(self, x, **conditions)
 
@@ -324,11 +295,6 @@ class DDPM(GenerativeModel):
         terms = self.bound_terms(x, y)
         return {"prior": terms.prior, "steps": terms.steps[:, 1:].sum(-1),
                 "decoder": terms.steps[:, 0]}
-
-    def _scoring_inputs(self, x: Any, y: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Data checked and on the model's device, with the checked conditioning values."""
-        x = self.check_data(x).to(self.device)
-        return x, self.conditions.check({"y": y}, x.shape[0], device=self.device)
 
     # ----------------------------------------------------------------- the ODE likelihood
     @torch.no_grad()
@@ -356,7 +322,7 @@ class DDPM(GenerativeModel):
                              "ppgen.elbo(model, None, x, analytic_kl=True)")
         if steps < 1:
             raise ModelError(f"steps must be >= 1, got {steps}")
-        x, conditions = self._scoring_inputs(x, y)
+        x, conditions = self.scoring_inputs(x, y)
         x0, rows = self.to_model_space(x), batch_size or x.shape[0]
         parts = []
         with eval_mode(self):
@@ -401,8 +367,7 @@ class DDPM(GenerativeModel):
         """``n`` samples ``[n, D]`` (levels or reals): ``"ancestral"`` runs the program on the
         (respaced) process; ``"ddim"`` runs DDIM with ``eta`` (see :mod:`ppgen.diffusion`);
         ``y: [n]`` labels and the ``guidance`` scale of a class-conditional model."""
-        if sampler not in SAMPLERS:
-            raise ModelError(f"unknown sampler {sampler!r}: use one of {SAMPLERS}")
+        check_sampler(sampler)
         if eta < 0:
             raise ModelError(f"eta must be >= 0, got {eta}")
         if guidance != 0 and self.num_classes is None:
@@ -415,36 +380,6 @@ class DDPM(GenerativeModel):
                 return ddim_sample(self, process, x_T, eta, y=y, guidance=guidance)
             trace = poutine.trace(self.reverse_program).get_trace(process, None, n, y, guidance)
             return trace.nodes[self.data_site]["value"]
-
-    # ----------------------------------------------------------------- data
-    def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
-        """Validate ``x: [N, D]``: integer levels ``0..K-1`` (returned ``long``) or reals.
-
-        Raises:
-            DataError: wrong shape, NaN/inf, or values outside the levels.
-        """
-        x = validate(x, self.likelihood, num_levels=self.num_levels,
-                     event_shape=(self.num_dims,), name=name)
-        return x if self.likelihood == "categorical" else self.in_model_dtype(x)
-
-    @classmethod
-    def for_data(cls, info: DataInfo, **kwargs: Any) -> DDPM:
-        """The model for flat data described by ``info``: levels (categorical, or binary as 2
-        levels) or reals; ``info.image_shape`` selects the U-Net. ``kwargs`` override.
-
-        Raises:
-            ModelError: data with more than one event dimension (flatten them first).
-        """
-        if len(info.event_shape) != 1:
-            raise ModelError(f"{cls.__name__} models flat data but one datum has shape "
-                             f"{tuple(info.event_shape)}: flatten the data to [N, D] first")
-        args: dict[str, Any] = {"num_dims": info.num_dims, "image_shape": info.image_shape}
-        if info.likelihood == "continuous":
-            args["likelihood"] = "continuous"
-        else:
-            args["likelihood"] = "categorical"
-            args["num_levels"] = 2 if info.likelihood == "bernoulli" else info.num_levels
-        return cls(**{**args, **kwargs})
 
 
 class ImprovedDDPM(DDPM):
@@ -477,12 +412,6 @@ class ImprovedDDPM(DDPM):
                          data_scale, prediction, variance, denoiser, num_classes, p_uncond)
 
 
-def _normal(mean: torch.Tensor, log_var: torch.Tensor) -> dist.TorchDistribution:
-    return dist.Normal(mean, torch.exp(0.5 * log_var)).to_event(1)
-
-
-
-
 def _process(schedule: str, T: int, prediction: str, variance: str,
              clip: bool) -> GaussianDiffusion:
     """The model's process, refusing unknown names with the valid ones."""
@@ -493,42 +422,9 @@ def _process(schedule: str, T: int, prediction: str, variance: str,
     return GaussianDiffusion(make_betas(schedule, T), prediction, variance, clip=clip)
 
 
-def _head(likelihood: str, num_dims: int, num_levels: int | None,
-          options: dict[str, Any] | None) -> LevelPosterior | None:
-    """The level-posterior head (the default for levels data; ``denoiser={"head": "direct"}``
-    for the papers' direct network), or ``None`` for a direct network."""
-    head = (options or {}).get("head", "levels" if likelihood == "categorical" else "direct")
-    if head not in HEADS:
-        raise ModelError(f"unknown denoiser head {head!r}: use one of {HEADS}")
-    if head == "levels" and likelihood != "categorical":
-        raise ModelError("the 'levels' head needs levels data (likelihood='categorical')")
-    return LevelPosterior(num_dims, num_levels) if head == "levels" else None
-
-
-def _network(num_dims: int, out: int, image_shape, options, num_classes) -> nn.Module:
-    try:
-        return build_denoiser(num_dims, out, image_shape, options, num_classes)
-    except ValueError as err:
-        raise ModelError(str(err)) from err
-
-
 def _check_classes(num_classes: int | None, p_uncond: float) -> None:
     """Refuse a class count or label-dropout rate that cannot build a conditional model."""
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
         raise ModelError(f"num_classes must be None or an integer >= 2, got {num_classes!r}")
     if not 0.0 <= p_uncond < 1.0:
         raise ModelError(f"p_uncond must lie in [0, 1) (0.1 is usual), got {p_uncond}")
-
-
-def _check_args(num_dims: int, num_steps: int, likelihood: str, num_levels: int | None,
-                data_scale: float) -> None:
-    """Refuse sizes and likelihoods that cannot build a diffusion model."""
-    if likelihood not in DIFFUSION_LIKELIHOODS:
-        raise ModelError(f"unknown likelihood {likelihood!r}: use one of "
-                         f"{DIFFUSION_LIKELIHOODS} (binary data are 2 levels)")
-    if likelihood == "categorical" and (num_levels is None or num_levels < 2):
-        raise ModelError("levels data need num_levels >= 2 (17 for the digits)")
-    if num_dims < 1 or num_steps < 1:
-        raise ModelError("num_dims and num_steps must be >= 1")
-    if not data_scale > 0:
-        raise ModelError(f"data_scale must be positive, got {data_scale}")

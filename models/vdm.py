@@ -33,16 +33,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch import nn
 
-from ppgen.data.validate import validate
-from ppgen.diffusion import BoundTerms, LearnedSchedule, level_values
+from ppgen.diffusion import BoundTerms, LearnedSchedule, diagonal_normal, level_values
 from ppgen.diffusion.continuous import (
     VDMTerms,
     alpha_sigma,
@@ -53,25 +51,20 @@ from ppgen.diffusion.continuous import (
 )
 from ppgen.errors import ModelError
 from ppgen.models.autoregressive import eval_mode
-from ppgen.models.denoisers import HEADS, LevelPosterior, build_denoiser
-from ppgen.protocol import GenerativeModel, ModelKind
-
-if TYPE_CHECKING:
-    from ppgen.data import DataInfo
+from ppgen.models.diffusion_base import SAMPLERS, DiffusionBase, check_sampler
 
 __all__ = ["VDM", "VDM_SAMPLERS", "VDM_SCHEDULES"]
 
-#: the samplers of ``sample(n, sampler=...)``
-VDM_SAMPLERS = ("ancestral", "ddim")
+#: the samplers of ``sample(n, sampler=...)`` (the DDPM's names)
+VDM_SAMPLERS = SAMPLERS
 #: ``"learned"``: the monotone MLP and its endpoints; ``"linear"``: only the endpoints learned
 VDM_SCHEDULES = ("learned", "linear")
-_LIKELIHOODS = ("categorical", "continuous")
 #: the denoiser :meth:`VDM.for_data` gives images: the small U-Net with dropout (1,000 digits
 #: overfit; ``denoiser=...`` overrides)
 IMAGE_DENOISER: dict[str, Any] = {"kind": "unet", "channels": 32, "blocks": 1, "dropout": 0.1}
 
 
-class VDM(GenerativeModel):
+class VDM(DiffusionBase):
     """Variational diffusion model (Kingma et al., 2021) with the 17-way decoder of the digits.
 
     Args:
@@ -98,7 +91,6 @@ class VDM(GenerativeModel):
         torch.Size([3])
     """
 
-    kind = ModelKind.LATENT
     default_objective = "vdm"
     #: the digits recipe (benchmarks/diffusion.py): the U-Net with dropout against the
     #: overfitting of 1,000 images; the schedule in its own group, without weight decay (it
@@ -109,9 +101,8 @@ class VDM(GenerativeModel):
         "lr": 1e-3, "weight_decay": 0.02, "batch_size": 100, "epochs": 300, "patience": 60,
         "ema": 0.995, "warmup_steps": 200, "lr_schedule": "cosine", "max_grad_norm": 1.0,
     }
-    #: the bound costs one network pass per step: one particle, chunks of 128 rows
-    evaluation_defaults: ClassVar[dict[str, Any]] = {"num_particles": 1, "batch_size": 128}
     sample_options: ClassVar[dict[str, Any]] = {"sampler": "ancestral", "steps": None}
+    image_denoiser = IMAGE_DENOISER
 
     def __init__(
         self,
@@ -126,29 +117,19 @@ class VDM(GenerativeModel):
         noise_schedule: str = "learned",
         denoiser: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        _check_args(num_dims, num_steps, likelihood, num_levels, data_scale, noise_schedule)
-        self.num_dims, self.num_steps, self.likelihood = num_dims, num_steps, likelihood
-        self.num_levels, self.data_scale = num_levels, data_scale
-        self.image_shape = None if image_shape is None else tuple(image_shape)
+        super().__init__(num_dims, num_steps, likelihood, num_levels, image_shape, data_scale,
+                         denoiser)
+        if noise_schedule not in VDM_SCHEDULES:
+            raise ModelError(f"unknown noise_schedule {noise_schedule!r}: use one of "
+                             f"{VDM_SCHEDULES}")
         self.gamma_min, self.gamma_max = gamma_min, gamma_max
         self.noise_schedule = noise_schedule
-        self.denoiser = None if denoiser is None else dict(denoiser)
         try:
             self.schedule = LearnedSchedule(gamma_min, gamma_max,
                                             learned_shape=noise_schedule == "learned")
         except ValueError as err:
             raise ModelError(str(err)) from err
-        self.head = _head(likelihood, num_dims, num_levels, self.denoiser)
-        out = num_dims if self.head is None else num_dims * num_levels
-        self.network = _network(num_dims, out, self.image_shape, self.denoiser)
-        self.register_buffer("_zero", torch.zeros(()), persistent=False)
-        self.register_buffer("_one", torch.ones(()), persistent=False)
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``[D]``: one flat datum."""
-        return torch.Size([self.num_dims])
+        self.head, self.network = self.build_denoiser()
 
     # ----------------------------------------------------------------- LogSNRModel
     def denoise(self, z_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -162,21 +143,12 @@ class VDM(GenerativeModel):
             return (z_t - sigma * out) / alpha
         return self.head(z_t, out, alpha, sigma**2)
 
-    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data ``[N, D]`` -> model space: levels to ``[-1, 1]``, reals divided by
-        ``data_scale``."""
-        x = x.to(self._one.dtype)
-        if self.likelihood == "categorical":
-            return 2 * x / (self.num_levels - 1) - 1
-        return x / self.data_scale
-
     def decoder(self, z_0: torch.Tensor, gamma_0: torch.Tensor) -> dist.TorchDistribution:
         """``p(x | z_0)``: batch ``z_0.shape[:-1]``, event ``[D]``, in data units."""
         alpha, _ = alpha_sigma(gamma_0)
         centre = z_0 / alpha
         if self.likelihood == "continuous":
-            scale = torch.exp(0.5 * gamma_0).expand_as(centre)
-            return dist.Normal(self.data_scale * centre, self.data_scale * scale).to_event(1)
+            return self.gaussian_decoder(centre, torch.exp(0.5 * gamma_0))
         levels = level_values(self.num_levels, z_0)
         logits = -0.5 * (centre.unsqueeze(-1) - levels).pow(2) * torch.exp(-gamma_0)
         return dist.Categorical(logits=logits).to_event(1)
@@ -203,7 +175,7 @@ class VDM(GenerativeModel):
             for i in range(num_steps, 0, -1):
                 mean, log_var = q_posterior(self.denoise(z, gammas[i]), z, gammas[i - 1],
                                             gammas[i])
-                z = pyro.sample(f"z_{i - 1}", _normal(mean, log_var))
+                z = pyro.sample(f"z_{i - 1}", diagonal_normal(mean, log_var))
             return pyro.sample(self.data_site, self.decoder(z, gammas[0]), obs=x)
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +189,7 @@ class VDM(GenerativeModel):
             z = pyro.sample(f"z_{T}", dist.Normal(alpha * x0, sigma.expand_as(x0)).to_event(1))
             for i in range(T, 0, -1):
                 mean, log_var = q_posterior(x0, z, gammas[i - 1], gammas[i])
-                z = pyro.sample(f"z_{i - 1}", _normal(mean, log_var))
+                z = pyro.sample(f"z_{i - 1}", diagonal_normal(mean, log_var))
         return z
 
     # ----------------------------------------------------------------- the bound
@@ -258,8 +230,7 @@ class VDM(GenerativeModel):
         """``n`` samples ``[n, D]`` (levels or reals) from ``steps`` steps (default ``T``):
         ``"ancestral"`` runs the program; ``"ddim"`` the deterministic map ``z_s = alpha_s x^ +
         sigma_s eps^`` (Song et al., 2021, ``eta = 0``) ending at the decoder's mode."""
-        if sampler not in VDM_SAMPLERS:
-            raise ModelError(f"unknown sampler {sampler!r}: use one of {VDM_SAMPLERS}")
+        check_sampler(sampler)
         steps = self.num_steps if steps is None else steps
         if not (isinstance(steps, int) and steps >= 1):
             raise ModelError(f"steps must be a positive integer, got {steps!r}")
@@ -281,75 +252,3 @@ class VDM(GenerativeModel):
         if self.likelihood == "continuous":
             return decoder.mean
         return decoder.base_dist.logits.argmax(-1)
-
-    # ----------------------------------------------------------------- data
-    def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
-        """Validate ``x: [N, D]``: integer levels ``0..K-1`` (returned ``long``) or reals.
-
-        Raises:
-            DataError: wrong shape, NaN/inf, or values outside the levels.
-        """
-        x = validate(x, self.likelihood, num_levels=self.num_levels,
-                     event_shape=(self.num_dims,), name=name)
-        return x if self.likelihood == "categorical" else self.in_model_dtype(x)
-
-    @classmethod
-    def for_data(cls, info: DataInfo, **kwargs: Any) -> VDM:
-        """The model for flat data described by ``info``: levels (categorical, or binary as 2
-        levels) or reals; ``info.image_shape`` selects the U-Net of :data:`IMAGE_DENOISER`.
-        ``kwargs`` override.
-
-        Raises:
-            ModelError: data with more than one event dimension (flatten them first).
-        """
-        if len(info.event_shape) != 1:
-            raise ModelError(f"{cls.__name__} models flat data but one datum has shape "
-                             f"{tuple(info.event_shape)}: flatten the data to [N, D] first")
-        args: dict[str, Any] = {"num_dims": info.num_dims, "image_shape": info.image_shape}
-        if info.image_shape is not None:
-            args["denoiser"] = dict(IMAGE_DENOISER)
-        if info.likelihood == "continuous":
-            args["likelihood"] = "continuous"
-        else:
-            args["likelihood"] = "categorical"
-            args["num_levels"] = 2 if info.likelihood == "bernoulli" else info.num_levels
-        return cls(**{**args, **kwargs})
-
-
-def _normal(mean: torch.Tensor, log_var: torch.Tensor) -> dist.TorchDistribution:
-    return dist.Normal(mean, torch.exp(0.5 * log_var)).to_event(1)
-
-
-def _head(likelihood: str, num_dims: int, num_levels: int | None,
-          options: dict[str, Any] | None) -> LevelPosterior | None:
-    """The level-posterior head (the default for levels data) or ``None`` (noise prediction)."""
-    head = (options or {}).get("head", "levels" if likelihood == "categorical" else "direct")
-    if head not in HEADS:
-        raise ModelError(f"unknown denoiser head {head!r}: use one of {HEADS}")
-    if head == "levels" and likelihood != "categorical":
-        raise ModelError("the 'levels' head needs levels data (likelihood='categorical')")
-    return LevelPosterior(num_dims, num_levels) if head == "levels" else None
-
-
-def _network(num_dims: int, out: int, image_shape, options) -> nn.Module:
-    try:
-        return build_denoiser(num_dims, out, image_shape, options)
-    except ValueError as err:
-        raise ModelError(str(err)) from err
-
-
-def _check_args(num_dims: int, num_steps: int, likelihood: str, num_levels: int | None,
-                data_scale: float, noise_schedule: str) -> None:
-    """Refuse sizes, likelihoods and schedules that cannot build a VDM."""
-    if likelihood not in _LIKELIHOODS:
-        raise ModelError(f"unknown likelihood {likelihood!r}: use one of {_LIKELIHOODS} "
-                         "(binary data are 2 levels)")
-    if likelihood == "categorical" and (num_levels is None or num_levels < 2):
-        raise ModelError("levels data need num_levels >= 2 (17 for the digits)")
-    if num_dims < 1 or num_steps < 1:
-        raise ModelError("num_dims and num_steps must be >= 1")
-    if not data_scale > 0:
-        raise ModelError(f"data_scale must be positive, got {data_scale}")
-    if noise_schedule not in VDM_SCHEDULES:
-        raise ModelError(f"unknown noise_schedule {noise_schedule!r}: use one of "
-                         f"{VDM_SCHEDULES}")

@@ -7,7 +7,8 @@ their objectives (``ppgen.inference``), which may not import each other:
 * :mod:`~ppgen.diffusion.process` — :class:`GaussianDiffusion` (``q_sample``, ``q_posterior``,
   ``p_mean_variance``, respacing) and the enums :class:`Prediction` and :class:`Variance`;
 * :mod:`~ppgen.diffusion.spacing` — :func:`space_timesteps`, the one respacing function;
-* :mod:`~ppgen.diffusion.gaussians` — :func:`normal_kl` and the discretised Gaussian decoder;
+* :mod:`~ppgen.diffusion.gaussians` — :func:`normal_kl`, :func:`diagonal_normal` and the
+  discretised Gaussian decoder;
 * :mod:`~ppgen.diffusion.denoising` — the :class:`DenoisingModel` protocol, the bound's terms,
   ``L_simple`` and the strided validation estimate;
 * :mod:`~ppgen.diffusion.sampling` — the DDIM sampler;
@@ -31,7 +32,12 @@ from ppgen.diffusion.denoising import (
     strided_bound,
     uniform_steps,
 )
-from ppgen.diffusion.gaussians import DiscretizedGaussian, level_values, normal_kl
+from ppgen.diffusion.gaussians import (
+    DiscretizedGaussian,
+    diagonal_normal,
+    level_values,
+    normal_kl,
+)
 from ppgen.diffusion.learned import LearnedSchedule, scale_gradient
 from ppgen.diffusion.ode import EpsilonFn, log_snr_at, ode_log_likelihood
 from ppgen.diffusion.process import GaussianDiffusion, Prediction, ReverseStep, Variance
@@ -49,6 +55,7 @@ __all__ = [
     "SPACINGS",
     "space_timesteps",
     "normal_kl",
+    "diagonal_normal",
     "DiscretizedGaussian",
     "level_values",
     "DenoisingModel",
