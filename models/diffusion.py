@@ -43,51 +43,44 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 
-from ppgen.conditions import Condition, Conditions
 from ppgen.diffusion import (
-    BoundTerms,
     DiscretizedGaussian,
     GaussianDiffusion,
     Prediction,
     Schedule,
     Variance,
-    bound_per_dim,
-    bound_terms,
-    ddim_sample,
     diagonal_normal,
     make_betas,
-    ode_log_likelihood,
     reverse_step,
-    space_timesteps,
 )
 from ppgen.errors import ModelError
-from ppgen.models.autoregressive import eval_mode
-from ppgen.models.diffusion_base import (
-    DIFFUSION_LIKELIHOODS,
-    SAMPLERS,
-    DiffusionBase,
-    check_sampler,
-)
+from ppgen.models.diffusion_base import DIFFUSION_LIKELIHOODS, SAMPLERS, DiffusionBase
+from ppgen.models.diffusion_guidance import GuidedDenoising, check_classes
+from ppgen.models.diffusion_likelihood import DiffusionLikelihood
+from ppgen.models.diffusion_sampling import DiffusionSampling
 
 __all__ = ["DDPM", "ImprovedDDPM", "SAMPLERS", "DIFFUSION_LIKELIHOODS"]
 
 
-class DDPM(DiffusionBase):
+class DDPM(GuidedDenoising, DiffusionSampling, DiffusionLikelihood, DiffusionBase):
     """Denoising diffusion probabilistic model (Ho, Jain & Abbeel, 2020, arXiv:2006.11239).
 
     Noise prediction, the linear schedule with ``T = 1000``, a fixed reverse variance, trained
     on ``L_simple``. Every choice is an argument, so the same class also runs the variants the
     later papers compare (``prediction="v"``, ``schedule="cosine"``, ...).
+
+    The class holds the process, the network and the Pyro programs; the rest comes in parts:
+    the network's reading with labels and guidance (:mod:`~ppgen.models.diffusion_guidance`),
+    the samplers (:mod:`~ppgen.models.diffusion_sampling`), the bound's report and the ODE
+    likelihood (:mod:`~ppgen.models.diffusion_likelihood`), the data side shared with
+    :class:`~ppgen.models.VDM` (:mod:`~ppgen.models.diffusion_base`).
 
     Args:
         num_dims: ``D``, the size of one flat datum.
@@ -150,73 +143,13 @@ class DDPM(DiffusionBase):
     ) -> None:
         super().__init__(num_dims, num_steps, likelihood, num_levels, image_shape, data_scale,
                          denoiser)
-        _check_classes(num_classes, p_uncond)
+        check_classes(num_classes, p_uncond)
         self.num_classes, self.p_uncond = num_classes, p_uncond
         self.schedule, self.prediction, self.variance = schedule, prediction, variance
         self.process = _process(schedule, num_steps, prediction, variance,
                                 clip=likelihood == "categorical")
         extra = num_dims * (self.process.output_multiplier - 1)
         self.head, self.network = self.build_denoiser(extra, num_classes)
-
-    @property
-    def conditions(self) -> Conditions:
-        """``y``, class labels ``0..num_classes-1``, for a class-conditional model; else none."""
-        declared = [] if self.num_classes is None else [Condition.classes("y", self.num_classes)]
-        return Conditions(declared, type(self).__name__)
-
-    # ----------------------------------------------------------------- DenoisingModel
-    def denoise(self, x_t: torch.Tensor, s: int | torch.Tensor,
-                process: GaussianDiffusion | None = None, y: torch.Tensor | None = None,
-                guidance: float = 0.0) -> torch.Tensor:
-        """The network's output ``[..., D]`` (``[..., 2 D]`` with a learned variance) at
-        ``x_t: [..., D]`` and step index ``s`` of ``process`` (default: the model's).
-
-        Args:
-            y: ``long`` labels broadcastable to ``x_t``'s batch shape (class-conditional
-                models; in training mode each is dropped to the null label with probability
-                ``p_uncond``).
-            guidance: classifier-free guidance scale ``w``: the prediction is ``(1 + w)
-                out(y) - w out(null)`` (one network pass on both halves).
-        """
-        process = self.process if process is None else process
-        if guidance != 0:
-            return self._guided(x_t, s, process, y, guidance)
-        if self.training and y is not None and self.p_uncond > 0:
-            drop = torch.rand(y.shape, device=y.device) < self.p_uncond
-            y = torch.where(drop, self.num_classes, y)
-        return self._output(x_t, s, process, y)
-
-    def _guided(self, x_t: torch.Tensor, s: int | torch.Tensor, process: GaussianDiffusion,
-                y: torch.Tensor | None, w: float) -> torch.Tensor:
-        """The guided output: the conditional and the null-label pass in one batch."""
-        if self.num_classes is None or y is None:
-            raise ModelError(f"classifier-free guidance needs a class-conditional model and "
-                             f"labels; this {type(self).__name__} has num_classes="
-                             f"{self.num_classes}: sample with guidance=0")
-        batch = x_t.shape[:-1]
-        y = y.expand(batch)
-        labels = torch.cat([y, torch.full_like(y, self.num_classes)])
-        if isinstance(s, torch.Tensor):
-            s = torch.cat([s.expand(batch), s.expand(batch)])
-        cond, uncond = self._output(torch.cat([x_t, x_t]), s, process, labels).chunk(2)
-        D = self.num_dims
-        mixed = (1 + w) * cond[..., :D] - w * uncond[..., :D]
-        return torch.cat([mixed, cond[..., D:]], dim=-1)
-
-    def _output(self, x_t: torch.Tensor, s: int | torch.Tensor, process: GaussianDiffusion,
-                y: torch.Tensor | None) -> torch.Tensor:
-        """The network (and the levels head) at ``x_t``, step ``s``, labels ``y``."""
-        if self.num_classes is None:
-            out = self.network(x_t, process.times[s])
-        else:
-            out = self.network(x_t, process.times[s], y)
-        if self.head is None:
-            return out
-        split = self.num_dims * self.num_levels
-        x0 = self.head(x_t, out[..., :split], process.coef(process.sqrt_alphas_cumprod, s),
-                       process.coef(process.one_minus_alphas_cumprod, s))
-        eps = process.predict_eps_from_x0(x_t, s, x0)
-        return torch.cat([process.training_target(x0, eps, s), out[..., split:]], dim=-1)
 
     def decoder(self, mean: torch.Tensor, log_scale: torch.Tensor) -> dist.TorchDistribution:
         """``p(x_0 | x_1)``: batch ``mean.shape[:-1]``, event ``[D]``, in data units."""
@@ -266,121 +199,6 @@ class DDPM(DiffusionBase):
                 x_t = pyro.sample(f"x_{s}", diagonal_normal(mean, log_var))
         return x_t
 
-    # ----------------------------------------------------------------- the bound
-    @torch.no_grad()
-    def bound_terms(self, x: Any, y: Any = None) -> BoundTerms:
-        """The bound's terms of data ``x: [N, D]`` in nats (no dropout): ``prior`` ``[N]`` and
-        ``steps`` ``[N, T]`` (column ``t - 1`` is ``L_{t-1}``; column 0 the decoder's
-        ``-log p(x_0 | x_1)``); ``.total`` is the bound. One network pass per step. ``y``:
-        the labels ``[N]`` of a class-conditional model."""
-        x, conditions = self.scoring_inputs(x, y)
-        with eval_mode(self):
-            return bound_terms(self, x, **conditions)
-
-    @torch.no_grad()
-    def log_prob_per_dim(self, x: Any, y: Any = None) -> torch.Tensor:
-        """Minus the bound's share of each dimension ``[N, D]`` (nats; they sum to ``-bound``
-        for one draw of the forward process): the per-pixel explanation of an anomaly score
-        (:func:`~ppgen.diffusion.bound_per_dim`), where the decoder and every step's Gaussian
-        factorise over pixels."""
-        x, conditions = self.scoring_inputs(x, y)
-        with eval_mode(self):
-            return -bound_per_dim(self, x, **conditions)
-
-    def bound_decomposition(self, x: torch.Tensor, y: torch.Tensor | None = None
-                            ) -> dict[str, torch.Tensor]:
-        """The bound of data ``x: [N, D]`` split as the papers report it: ``{"prior": L_T,
-        "steps": sum_{t >= 2} L_{t-1}, "decoder": L_0}``, each ``[N]`` nats (one pass per
-        step; read by ``ppgen.evaluate.nll_report`` and ``ppgen evaluate``)."""
-        terms = self.bound_terms(x, y)
-        return {"prior": terms.prior, "steps": terms.steps[:, 1:].sum(-1),
-                "decoder": terms.steps[:, 0]}
-
-    # ----------------------------------------------------------------- the ODE likelihood
-    @torch.no_grad()
-    def ode_log_likelihood(self, x: Any, y: Any = None, steps: int = 100,
-                           batch_size: int | None = None) -> torch.Tensor:
-        """``log p(x)`` ``[N]`` (nats, data units) of real data under the model's
-        probability-flow ODE (Song et al., 2021; :func:`~ppgen.diffusion.ode_log_likelihood`):
-        an exact density of the deterministic flow the network defines (up to the RK4
-        integration error), not a bound; ``D`` backward passes per network call, so meant for
-        small ``D``.
-
-        Args:
-            x: ``[N, D]`` real data.
-            y: ``[N]`` labels of a class-conditional model.
-            steps: RK4 steps (four network calls each).
-            batch_size: rows per chunk (default: all at once).
-
-        Raises:
-            ModelError: a model of levels data (its likelihood is the discrete bound,
-                ``ppgen.elbo``), or ``steps < 1``.
-        """
-        if self.likelihood != "continuous":
-            raise ModelError("the probability-flow likelihood is a density of real data; this "
-                             f"{type(self).__name__} models levels: use the bound "
-                             "ppgen.elbo(model, None, x, analytic_kl=True)")
-        if steps < 1:
-            raise ModelError(f"steps must be >= 1, got {steps}")
-        x, conditions = self.scoring_inputs(x, y)
-        x0, rows = self.to_model_space(x), batch_size or x.shape[0]
-        parts = []
-        with eval_mode(self):
-            for start in range(0, x0.shape[0], rows):
-                y_rows = conditions.get("y")
-                y_rows = None if y_rows is None else y_rows[start:start + rows]
-                eps = functools.partial(self.continuous_epsilon, y=y_rows)
-                parts.append(ode_log_likelihood(eps, x0[start:start + rows], self.process,
-                                                steps))
-        return torch.cat(parts) - self.num_dims * math.log(self.data_scale)
-
-    def continuous_epsilon(self, x_t: torch.Tensor, time: torch.Tensor, log_snr: torch.Tensor,
-                           y: torch.Tensor | None = None) -> torch.Tensor:
-        """The noise prediction ``[N, D]`` at a continuous ``time`` with log-SNR ``log_snr``
-        (:data:`~ppgen.diffusion.EpsilonFn`): the network's prediction converted with
-        ``alpha^2 = sigmoid(log_snr)``, ``sigma^2 = sigmoid(-log_snr)``."""
-        args = (x_t, time) if self.num_classes is None else (x_t, time, y)
-        out = self.network(*args)[..., : self.num_dims]
-        alpha, sigma = torch.sigmoid(log_snr).sqrt(), torch.sigmoid(-log_snr).sqrt()
-        if self.process.prediction is Prediction.EPSILON:
-            return out
-        if self.process.prediction is Prediction.X0:
-            return (x_t - alpha * out) / sigma
-        return alpha * out + sigma * x_t
-
-    # ----------------------------------------------------------------- sampling
-    def sampling_process(self, steps: int | None = None,
-                         spacing: str | Sequence[int] = "trailing") -> GaussianDiffusion:
-        """The model's process, or its respacing to ``steps`` steps (``spacing``: see
-        :func:`~ppgen.diffusion.space_timesteps`)."""
-        if steps is None and isinstance(spacing, str) and not spacing.startswith("ddim"):
-            return self.process
-        try:
-            kept = space_timesteps(self.num_steps, steps, spacing)
-        except ValueError as err:
-            raise ModelError(str(err)) from err
-        return self.process if len(kept) == self.num_steps else self.process.respace(kept)
-
-    def generate(self, n: int, sampler: str = "ancestral", steps: int | None = None,
-                 eta: float = 0.0, spacing: str = "trailing", guidance: float = 0.0,
-                 y: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` samples ``[n, D]`` (levels or reals): ``"ancestral"`` runs the program on the
-        (respaced) process; ``"ddim"`` runs DDIM with ``eta`` (see :mod:`ppgen.diffusion`);
-        ``y: [n]`` labels and the ``guidance`` scale of a class-conditional model."""
-        check_sampler(sampler)
-        if eta < 0:
-            raise ModelError(f"eta must be >= 0, got {eta}")
-        if guidance != 0 and self.num_classes is None:
-            raise ModelError(f"guidance={guidance} needs a class-conditional model (built with "
-                             "num_classes=C and trained with labels): use guidance=0")
-        process = self.sampling_process(steps, spacing)
-        with eval_mode(self):
-            if sampler == "ddim":
-                x_T = torch.randn(n, self.num_dims, device=self.device, dtype=self._one.dtype)
-                return ddim_sample(self, process, x_T, eta, y=y, guidance=guidance)
-            trace = poutine.trace(self.reverse_program).get_trace(process, None, n, y, guidance)
-            return trace.nodes[self.data_site]["value"]
-
 
 class ImprovedDDPM(DDPM):
     """Improved DDPM (Nichol & Dhariwal, 2021, "Improved Denoising Diffusion Probabilistic
@@ -420,11 +238,3 @@ def _process(schedule: str, T: int, prediction: str, variance: str,
             raise ModelError(f"unknown {enum.__name__.lower()} {value!r}: use one of "
                              f"{[e.value for e in enum]}")
     return GaussianDiffusion(make_betas(schedule, T), prediction, variance, clip=clip)
-
-
-def _check_classes(num_classes: int | None, p_uncond: float) -> None:
-    """Refuse a class count or label-dropout rate that cannot build a conditional model."""
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
-        raise ModelError(f"num_classes must be None or an integer >= 2, got {num_classes!r}")
-    if not 0.0 <= p_uncond < 1.0:
-        raise ModelError(f"p_uncond must lie in [0, 1) (0.1 is usual), got {p_uncond}")
