@@ -29,6 +29,11 @@ fitting, and the engine's overhead on a GAN step.
     python benchmarks/adversarial.py labelled --models acgan infogan --seeds 0 1 2
     python benchmarks/adversarial.py simulator --seeds 0 1 2
     python benchmarks/adversarial.py overhead
+    python benchmarks/adversarial.py table --tables labelled modes
+
+(e) table — the tables of benchmarks/RESULTS.md printed from the result files (no training):
+    ``labelled``, ``modes``, ``digits``, ``simulator``, ``overhead``; ``--results`` names other
+    files than :data:`TABLE_RESULTS`.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from common import write_results  # noqa: E402
+from common import markdown_table, mean_sd, read_results, write_results  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.data import load_digits  # noqa: E402
@@ -291,11 +296,144 @@ def overhead_table(args: argparse.Namespace) -> dict:
             "steps": args.timed_steps, "model": TOY_MODEL, "target": 1.10}
 
 
+# --------------------------------------------------------------------------- (e) tables
+#: the result files each table reads by default
+TABLE_RESULTS = {
+    "labelled": ["adversarial-labelled-acgan", "adversarial-labelled-infogan"],
+    "modes": ["adversarial-modes-ring", "adversarial-modes-grid"],
+    "digits": ["adversarial-digits-a", "adversarial-digits-b"],
+    "simulator": ["adversarial-simulator"],
+    "overhead": ["adversarial-overhead", "adversarial-overhead-b1024"],
+}
+#: issue 12: InfoGAN's categorical code should match the digit classes (best one-to-one map)
+INFOGAN_TARGET = 0.85
+#: published mode coverage (BENCHMARKS.md: PacGAN Table 1, VEEGAN Table 1): modes captured,
+#: share of high-quality samples
+MODE_REFERENCES = {
+    "ring": [("GAN (PacGAN paper)", 6.3, 0.982), ("PacGAN2", 7.9, 0.956), ("VEEGAN", 8.0, 0.529)],
+    "grid": [("GAN (PacGAN paper)", 17.3, 0.948), ("PacGAN2", 23.8, 0.913),
+             ("VEEGAN", 24.6, 0.40)],
+}
+
+
+def _cell(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+    return mean_sd(row[key]["values"], fmt) if key in row else "—"
+
+
+def labelled_results_table(names: list[str]) -> str:
+    """Label / code accuracy of the labelled-digits GANs over seeds, and their sample metrics
+    (raw pixels)."""
+    header = ["model / loss", "seeds", "label accuracy", "code→class, Q on test",
+              "code→class, draws", f"target ≥ {INFOGAN_TARGET}", "FD (raw)", "precision",
+              "recall", "coverage", "epochs"]
+    rows, classifiers = [], set()
+    for name in names:
+        payload = read_results(name)
+        classifiers.add(f"{payload['classifier']['what']}, test accuracy "
+                        f"{payload['classifier']['test_accuracy']:.3f}")
+        for key, row in payload["rows"].items():
+            code = row.get("code_accuracy_q")
+            verdict = "—" if code is None else (
+                "met" if min(code["mean"], row["code_accuracy_samples"]["mean"])
+                >= INFOGAN_TARGET else "**missed**")
+            rows.append([key, str(len(row["fd"]["values"])), _cell(row, "label_accuracy"),
+                         _cell(row, "code_accuracy_q"), _cell(row, "code_accuracy_samples"),
+                         verdict, *(_cell(row, k) for k in ("fd", "precision", "recall",
+                                                            "coverage")),
+                         ", ".join(f"{v:.0f}" for v in row["epochs"]["values"])])
+    return markdown_table(header, rows) + "\n\nscoring classifier: " + "; ".join(classifiers)
+
+
+def modes_results_table(names: list[str]) -> str:
+    """Modes captured and high-quality share over seeds, beside the published numbers."""
+    header = ["mixture", "loss", "seeds", "modes captured", "high quality", "mode KL",
+              "s per run"]
+    rows, recipes, toys = [], set(), []
+    for name in names:
+        payload = read_results(name)
+        recipes.add(", ".join(f"{k} {v}" for k, v in payload["recipe"].items()))
+        for key, row in payload["rows"].items():
+            toy, loss = key.split("/")
+            toys += [toy] if toy not in toys else []
+            share = [100 * v for v in row["high_quality"]["values"]]
+            rows.append([toy, loss, str(len(share)), _cell(row, "modes", "{:.1f}"),
+                         mean_sd(share, "{:.1f}") + "%", _cell(row, "mode_kl", "{:.4f}"),
+                         f"{statistics.fmean(row['seconds']['values']):.0f}"])
+    for toy in toys:
+        rows += [[toy, f"{who}, published", "—", f"{m}", f"{100 * hq:.1f}%", "—", "—"]
+                 for who, m, hq in MODE_REFERENCES[toy]]
+    return markdown_table(header, rows) + "\n\nrecipe: " + "; ".join(sorted(recipes))
+
+
+def digits_results_table(names: list[str]) -> str:
+    """DCGAN per loss on the continuous digits (raw pixels), beside the real floor."""
+    keys = ("fd", "fd_350", "kid", "mmd", "precision", "recall", "density", "coverage")
+    header = ["DCGAN loss", "seeds", "FD", "FD (350 draws)", "KID", "MMD", "precision",
+              "recall", "density", "coverage"]
+    rows, floor = [], None
+    for name in names:
+        payload = read_results(name)
+        floor = payload["floor"]
+        for loss, row in payload["rows"].items():
+            rows.append([loss, str(len(row["fd"]["values"])),
+                         *(_cell(row, k, "{:.4f}" if k in ("kid", "mmd") else "{:.3f}")
+                           for k in keys)])
+    # the floor compares 350 rows with the test split: its FD sits in the 350-draw column
+    floor_cells = {**floor, "fd_350": floor["fd"], "fd": None}
+    rows.insert(0, ["real (val 350 vs test 447)", "—",
+                    *("—" if floor_cells[k] is None else
+                      f"{floor_cells[k]:.4f}" if k in ("kid", "mmd") else
+                      f"{floor_cells[k]:.3f}" for k in keys)])
+    return markdown_table(header, rows)
+
+
+def simulator_results_table(names: list[str]) -> str:
+    """Fitted g-and-k parameters and their Euclidean error, mean ± sd over seeds."""
+    header = ["fit", "seeds", "A", "B", "g", "k", "parameter error"]
+    rows = []
+    for name in names:
+        payload = read_results(name)
+        rows.append(["true", "—", *(f"{v:.2f}" for v in payload["true"].values()), "—"])
+        for fit, label in (("adversarial", "adversarial (critic, no density)"),
+                           ("mle", "maximum likelihood (numerical density)")):
+            rs = [r[fit] for r in payload["rows"]]
+            rows.append([label, ", ".join(str(r["seed"]) for r in payload["rows"]),
+                         *(mean_sd([r["parameters"][k] for r in rs], "{:.3f}")
+                           for k in payload["true"]),
+                         mean_sd([r["error"] for r in rs], "{:.3f}")])
+    return markdown_table(header, rows)
+
+
+def overhead_results_table(names: list[str]) -> str:
+    """The engine's GAN step against the hand-written one: median ratio and target."""
+    rows = []
+    for name in names:
+        p = read_results(name)
+        rows.append([str(p["batch"]), str(p["steps"]), str(len(p["ratios"])),
+                     f"{p['ratio_median']:.3f}", f"≤ {p['target']:.2f}",
+                     "met" if p["ratio_median"] <= p["target"] else "**missed**",
+                     p["commit"]])
+    return markdown_table(["batch", "steps per repeat", "repeats", "median ratio", "target",
+                           "target met", "commit"], rows)
+
+
+RESULT_TABLES = {"labelled": labelled_results_table, "modes": modes_results_table,
+                 "digits": digits_results_table, "simulator": simulator_results_table,
+                 "overhead": overhead_results_table}
+
+
+def print_tables(args: argparse.Namespace) -> None:
+    for i, which in enumerate(args.tables):
+        names = args.results or TABLE_RESULTS[which]
+        print(("\n" if i else "") + f"{which} ({', '.join(names)}):")
+        print(RESULT_TABLES[which](names))
+
+
 # --------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["modes", "digits", "labelled", "simulator",
-                                         "overhead"])
+                                         "overhead", "table"])
     parser.add_argument("--models", nargs="+", default=["acgan", "infogan"],
                         choices=list(LABELLED), help="models (labelled)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -314,7 +452,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="batch (overhead)")
     parser.add_argument("--repeats", type=int, default=7, help="repeats (overhead)")
     parser.add_argument("--name", help="results file name (default adversarial-WHAT)")
+    parser.add_argument("--tables", nargs="+", default=list(RESULT_TABLES),
+                        choices=list(RESULT_TABLES), help="table: which tables")
+    parser.add_argument("--results", nargs="+", default=None,
+                        help="table: result files (names in results/ or paths) instead of "
+                             "TABLE_RESULTS")
     args = parser.parse_args()
+    if args.what == "table":
+        print_tables(args)
+        return
     torch.set_num_threads(1)
     table = {"modes": modes_table, "digits": digits_table, "labelled": labelled_table,
              "simulator": simulator_table, "overhead": overhead_table}[args.what](args)

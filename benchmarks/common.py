@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -52,3 +53,23 @@ def write_results(name: str, payload: dict[str, Any], seed: Any) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({**provenance(seed), **payload}, indent=2) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------- tables
+def read_results(name: str) -> dict[str, Any]:
+    """The payload of ``results/<name>.json`` (or of a path ending in ``.json``)."""
+    path = Path(name) if name.endswith(".json") else RESULTS / f"{name}.json"
+    return json.loads(path.read_text())
+
+
+def mean_sd(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``mean ± sd`` (sample standard deviation) of several values, the value of one."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of string cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

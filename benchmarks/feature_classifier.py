@@ -12,6 +12,7 @@ shuffled pixels.
 
     python benchmarks/feature_classifier.py          # check; results/feature-classifier.json
     python benchmarks/feature_classifier.py --write  # (re)write the shipped weights
+    python benchmarks/feature_classifier.py table    # the RESULTS.md table, from the JSON
 
 Bit-identity holds for the same torch build on the same CPU instruction set; elsewhere the
 script reports the largest difference of any weight instead of failing silently (exit 1).
@@ -29,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import markdown_table, read_results, write_results  # noqa: E402
 
 from ppgen.data import load_digits  # noqa: E402
 from ppgen.metrics import load_digits_classifier, sample_metrics  # noqa: E402
@@ -68,12 +69,39 @@ def floors() -> dict:
             "shuffled_pixels_vs_test": sample_metrics(digits.test, shuffled, "digits")}
 
 
+def results_table(name: str) -> str:
+    """The accuracy per split and representation, and the floors, from ``results/<name>``."""
+    payload = read_results(name)
+    accuracy = payload["accuracy"]["shipped"]
+    lines = [markdown_table(["representation", "train", "val", "test"],
+                            [[rep, *(f"{100 * a:.2f}%" for a in row.values())]
+                             for rep, row in accuracy.items()]),
+             "",
+             f"{payload['num_parameters']:,} parameters; rebuilt bit-identical to the shipped "
+             f"weights: {'yes' if payload['bit_identical'] else 'no'} (digest "
+             f"{payload['digest'][:16]}..., commit {payload['commit']})",
+             ""]
+    keys = [("fd", "{:.3f}"), ("kid", "{:.4f}"), ("precision", "{:.3f}"), ("recall", "{:.3f}"),
+            ("density", "{:.3f}"), ("coverage", "{:.3f}"), ("classes_hit", "{:d}"),
+            ("class_kl", "{:.3f}")]
+    rows = [[what.replace("_", " "), *(fmt.format(scores[k]) for k, fmt in keys)]
+            for what, scores in payload["floors"].items()]
+    lines.append(markdown_table(["against the test split", "FD", "KID", "precision", "recall",
+                                 "density", "coverage", "classes hit", "class KL"], rows))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", default="check", choices=["check", "table"],
+                        help="check: rebuild and record; table: print the recorded results")
     parser.add_argument("--write", action="store_true",
                         help="overwrite the shipped weights with the rebuild")
     parser.add_argument("--name", default="feature-classifier", help="results file name")
     args = parser.parse_args()
+    if args.what == "table":
+        print(results_table(args.name))
+        return
     start = time.perf_counter()
     rebuilt = train_digits_classifier()
     seconds = time.perf_counter() - start
