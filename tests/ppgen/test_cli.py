@@ -9,6 +9,8 @@ import pytest
 
 from ppgen.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
@@ -179,3 +181,93 @@ def test_evaluate_on_an_implicit_model_prints_its_sample_metrics_and_no_likeliho
     assert "nll" not in report and "nats" not in printed
     for key in ("fd", "kid", "precision", "recall", "density", "coverage"):
         assert f"    {key:<14} {report[key]:.3f}" in printed, key
+    assert report["features"] == "raw" and {"modes", "high_quality"} <= set(report)  # a mode toy
+    assert main(["evaluate", str(out), "--no-samples"]) == 2
+    assert "drop --no-samples" in capsys.readouterr().err
+
+
+SAMPLE_KEYS = ("fd", "kid", "precision", "recall", "density", "coverage")
+
+
+def test_evaluate_adds_sample_metrics_in_the_runs_feature_space(fitted, tmp_path, capsys):
+    """A likelihood model's report carries sample metrics beside its NLL: the digits
+    classifier's space (with its real floor) for a digits run, raw features for --data FILE,
+    none with --no-samples."""
+    assert main(["evaluate", str(fitted), "--split", "val", "--no-progress"]) == 0
+    report = json.loads((fitted / "eval-val.json").read_text())
+    assert report["features"] == "digits" and report["n"] == 350
+    assert {"nll", "fd_floor", "classes_hit", *SAMPLE_KEYS} <= set(report)
+    assert report["fd"] > report["fd_floor"] > 0
+    printed = capsys.readouterr().out
+    assert "samples against the data (digits features)" in printed
+    assert f"    {'fd':<14} {report['fd']:.3f}" in printed
+    rows = tmp_path / "rows.npy"
+    np.save(rows, _digits_rows(40))
+    assert main(["evaluate", str(fitted), "--data", str(rows), "--no-progress"]) == 0
+    report = json.loads((fitted / "eval-file-rows.json").read_text())
+    assert report["features"] == "raw" and report["n"] == 40
+    assert set(SAMPLE_KEYS) <= set(report) and "fd_floor" not in report
+    assert "samples against the data (raw features)" in capsys.readouterr().out
+    assert main(["evaluate", str(fitted), "--split", "val", "--no-samples"]) == 0
+    report = json.loads((fitted / "eval-val.json").read_text())
+    assert "nll" in report and not {"features", "fd_floor", *SAMPLE_KEYS} & set(report)
+    assert "samples against" not in capsys.readouterr().out
+
+
+def _digits_rows(n: int) -> np.ndarray:
+    from ppgen.data import load_digits
+
+    return load_digits("categorical").test[:n].numpy()
+
+
+@pytest.fixture(scope="module")
+def diffusion(tmp_path_factory):
+    """A DDPM with T = 50 (so DDIM-50 is every step) and a tiny MLP denoiser, one epoch on the
+    digits."""
+    out = tmp_path_factory.mktemp("cli") / "ddpm"
+    assert main(["fit", "ddpm", "--data", "digits", "--epochs", "1", "--out", str(out),
+                 "--no-progress", "--set", "num_steps=50", "--set",
+                 'denoiser={"kind": "mlp", "width": 8, "blocks": 1}']) == 0
+    return out
+
+
+BOUND_TERMS = ("bound_prior", "bound_steps", "bound_decoder")
+
+
+def test_diffusion_evaluate_shows_its_bound_decomposition_and_ddim_samples_also_under_torchrun(
+        diffusion, tmp_path, capsys):
+    """One process: the bound with its terms, samples drawn with DDIM-50. Two gloo processes:
+    each bounds a block of rows and the means (the bound's terms too) are weighted over both;
+    rank 0 draws as many samples as rows and compares them with every row, so the sample
+    metrics equal the one-process run's (the same seeded draws)."""
+    import os
+    import subprocess
+    import sys
+
+    assert main(["evaluate", str(diffusion), "--no-progress"]) == 0
+    whole = json.loads((diffusion / "eval-test.json").read_text())
+    assert whole["nll"] == whole["elbo"] and whole["num_particles"] == 1
+    assert sum(whole[k] for k in BOUND_TERMS) == pytest.approx(whole["elbo"], rel=1e-6)
+    assert whole["sample_options"] == {"sampler": "ddim", "steps": 50}
+    assert whole["features"] == "digits" and {"fd_floor", *SAMPLE_KEYS} <= set(whole)
+    printed = capsys.readouterr().out
+    assert "the bound's decomposition: elbo = prior + steps + decoder" in printed
+    assert "(digits features; drawn with sampler=ddim, steps=50)" in printed
+    for key in ("nll", "elbo", *BOUND_TERMS, "fd", "kid"):
+        assert f"    {key:<14} {whole[key]:.3f}" in printed, key
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    launch = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "ppgen", "evaluate", str(diffusion), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    sharded = json.loads((diffusion / "eval-test.json").read_text())
+    assert sharded["n"] == whole["n"] == 447
+    # every term is a mean over all rows (rank 0's block alone would not sum to the bound)
+    assert sum(sharded[k] for k in BOUND_TERMS) == pytest.approx(sharded["elbo"], rel=1e-6)
+    assert sharded["elbo"] == pytest.approx(whole["elbo"], abs=2.0)  # one noise draw per step
+    for key in ("mmd", "fd", "fd_floor", "kid", "kid_std", "precision", "recall", "density",
+                "coverage", "classes_hit"):
+        assert sharded[key] == pytest.approx(whole[key], rel=1e-6), key
