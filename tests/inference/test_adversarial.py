@@ -257,3 +257,49 @@ def test_resume_in_the_middle_of_an_n_critic_cycle(tmp_path):
             assert torch.equal(value, b[part][name]), (part, name)
     assert set(a["ema"]) == {"loc", "log_scale"}  # the generator alone is averaged
     assert history.column("val_loss") == full_history.column("val_loss")
+
+
+# --------------------------------------------------------------------------- validation metric
+def resampler(bank: torch.Tensor):
+    """A program whose draws are rows of ``bank`` (e.g. real images)."""
+
+    def program(x: torch.Tensor) -> torch.Tensor:
+        with pyro.plate("data", x.shape[0]):
+            i = pyro.sample("i", dist.Categorical(logits=torch.zeros(len(bank))))
+            return pyro.sample("x", dist.Delta(bank[i], event_dim=1), obs=x)
+
+    return program
+
+
+def test_the_validation_metric_on_digits_is_the_frechet_distance_in_the_digits_space():
+    """features='digits': the Fréchet distance of the digits classifier's features of the
+    validation rows and as many seeded draws (the training random stream untouched); a
+    generator of real digits sits near the real-vs-real floor, uniform noise far above it.
+    Without
+    features: the MMD on the data, as before."""
+    from ppgen.data import load_digits
+    from ppgen.metrics import fd_floor, feature_space, frechet_distance_of, mmd2
+
+    digits = load_digits("continuous")
+    real = ProgramModel(resampler(digits.train), (64,))
+    objective = Adversarial(features="digits")
+    state = torch.get_rng_state()
+    metric = objective.validation_metric(real, digits.val)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(objective.validation_seed)
+    draws = simulate(real, digits.val)
+    space = feature_space("digits")
+    assert float(metric) == pytest.approx(float(frechet_distance_of(digits.val, draws,
+                                                                    space.embed)), rel=1e-6)
+    floor = fd_floor(space)
+    assert float(metric) < 2 * floor
+    uniform = torch.rand(1000, 64, generator=torch.Generator().manual_seed(0))
+    noise = ProgramModel(resampler(uniform), (64,))
+    assert float(objective.validation_metric(noise, digits.val)) > 10 * floor
+    on_data = Adversarial()
+    assert float(on_data.validation_metric(real, digits.val)) == pytest.approx(
+        float(mmd2(digits.val, draws)), rel=1e-6)
+    assert objective.get_config()["features"] == "digits"
+    assert "features" not in on_data.get_config()  # older runs' checkpoints still resume
+    with pytest.raises(ppgen.PpgenError, match="unknown feature space 'inception'"):
+        Adversarial(features="inception")
