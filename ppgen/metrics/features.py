@@ -189,7 +189,8 @@ def load_digits_classifier(path: Any = None) -> DigitsClassifier:
     """
     source = path or resources.files("ppgen.metrics").joinpath(WEIGHTS_FILE)
     state = _read_state(source)
-    net = DigitsClassifier()
+    with torch.random.fork_rng(devices=[]):  # the weights are loaded: leave the seed alone
+        net = DigitsClassifier()
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:

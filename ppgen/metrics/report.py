@@ -134,11 +134,17 @@ def fd_floor(space: FeatureSpace) -> float:
 def evaluation_sampler(model: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The sampler options of a sample-metrics pass: ``options`` when given, else
     :data:`CHEAP_SAMPLER` for a model that declares ``sampler`` and ``steps`` (a diffusion
-    model: DDIM-50), else none (the model's own sampler)."""
+    model: DDIM-50, or DDIM over all its ``num_steps`` when it has fewer), else none (the
+    model's own sampler)."""
     if options is not None:
         return dict(options)
-    declared = model.sample_options
-    return dict(CHEAP_SAMPLER) if {"sampler", "steps"} <= set(declared) else {}
+    if not {"sampler", "steps"} <= set(model.sample_options):
+        return {}
+    cheap = dict(CHEAP_SAMPLER)
+    num_steps = getattr(model, "num_steps", None)
+    if isinstance(num_steps, int):
+        cheap["steps"] = min(cheap["steps"], num_steps)
+    return cheap
 
 
 @torch.no_grad()

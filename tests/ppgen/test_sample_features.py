@@ -40,7 +40,11 @@ def digits():
 
 # --------------------------------------------------------------------------- the classifier
 def test_the_shipped_weights_match_their_digest_and_recorded_accuracy(digits):
+    torch.manual_seed(0)
     net = load_digits_classifier()
+    after_loading = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_loading, torch.rand(3))  # loading leaves the random state alone
     assert state_digest(net.state_dict()) == WEIGHTS_DIGEST
     assert not any(p.requires_grad for p in net.parameters())
     correct = int((net(digits.test).argmax(-1) == digits.labels["test"]).sum())
@@ -194,10 +198,13 @@ def test_explicit_models_add_sample_metrics_on_request():
     assert 0 < report["recall"] <= 1 and report["classes_hit"] >= 5
 
 
-def test_a_declared_sampler_is_replaced_by_ddim_50():
+def test_a_declared_sampler_is_replaced_by_ddim_50_or_all_steps_of_a_shorter_chain():
     from ppgen.models import DDPM
 
-    model = DDPM(4, num_steps=10, num_levels=3, denoiser={"width": 8, "blocks": 1})
+    model = DDPM(4, num_steps=100, num_levels=3, denoiser={"width": 8, "blocks": 1})
     assert evaluation_sampler(model) == CHEAP_SAMPLER == {"sampler": "ddim", "steps": 50}
+    short = DDPM(4, num_steps=10, num_levels=3, denoiser={"width": 8, "blocks": 1})
+    assert evaluation_sampler(short) == {"sampler": "ddim", "steps": 10}
+    assert short.sample(3, **evaluation_sampler(short)).shape == (3, 4)  # not "steps in 1..T"
     assert evaluation_sampler(model, {"steps": 5}) == {"steps": 5}
     assert evaluation_sampler(Bank(torch.zeros(1, 64), torch.zeros(1), False)) == {}
