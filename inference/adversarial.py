@@ -62,7 +62,7 @@ from torch.nn import functional as F
 from ppgen.conditions import take_rows
 from ppgen.errors import ModelError, TrainingError
 from ppgen.metrics import feature_space, frechet_distance_of, mmd2
-from ppgen.metrics.features import MODE_SETS
+from ppgen.metrics.features import feature_space_names
 from ppgen.objective import Objective, StepContext
 
 __all__ = [
@@ -476,7 +476,7 @@ class Adversarial(Objective):
 def _feature_space_name(features: str | None) -> str | None:
     """``features`` checked without building the space: a name :func:`ppgen.metrics.
     feature_space` knows (a name, so the objective's config stays JSON-able)."""
-    known = ("digits", "raw", *MODE_SETS)
+    known = feature_space_names()
     if features is not None and features not in known:
         raise TrainingError(f"unknown feature space {features!r} for the validation metric: "
                             f"use one of {known}")

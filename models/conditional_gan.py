@@ -63,6 +63,9 @@ class CGAN(HeadedGAN):
         loss: the adversarial loss (``ppgen.models.gan.GAN_LOSSES``).
         n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
         r1: weight ``γ`` of the R1 penalty on the critic.
+        features: the feature space of the validation metric: ``"digits"`` (the Fréchet
+            distance in the digits classifier's space; set by ``for_data`` for the
+            digits) or ``None`` (the MMD on the data).
 
     Example:
         >>> gan = CGAN((8, 8), num_classes=10, latent_dim=8, network={"channels": 4})
@@ -81,13 +84,14 @@ class CGAN(HeadedGAN):
         loss: str = "non-saturating",
         n_critic: int | None = None,
         r1: float = 0.0,
+        features: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ModelError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         self.num_classes = num_classes
         self._setup(latent_dim, self._default_output(shape, output), num_levels, loss,
-                    n_critic, r1)
+                    n_critic, r1, features)
         self._build(shape, network, num_classes, *self._heads())
         self.register_buffer("_one_hot", torch.eye(num_classes), persistent=False)
 
@@ -135,8 +139,8 @@ class ACGAN(CGAN):
     Paper: Odena, Olah & Shlens, 2017 (arXiv:1610.09585).
 
     Args:
-        shape, num_classes, latent_dim, network, output, num_levels, loss, n_critic, r1: as
-            :class:`CGAN`.
+        shape, num_classes, latent_dim, network, output, num_levels, loss, n_critic, r1,
+            features: as :class:`CGAN`.
         class_weight: ``λ`` of the class loss (the objective's ``info_weight``).
 
     Example:
@@ -159,9 +163,10 @@ class ACGAN(CGAN):
         n_critic: int | None = None,
         r1: float = 0.0,
         class_weight: float = 1.0,
+        features: str | None = None,
     ) -> None:
         super().__init__(shape, num_classes, latent_dim, network, output, num_levels, loss,
-                         n_critic, r1)
+                         n_critic, r1, features)
         if class_weight < 0:
             raise ModelError(f"class_weight must be >= 0, got {class_weight}")
         self.class_weight = float(class_weight)

@@ -47,6 +47,7 @@ from ppgen.data.transforms import quantize
 from ppgen.data.validate import validate
 from ppgen.distributions import ImplicitDistribution
 from ppgen.errors import DataError, ModelError
+from ppgen.metrics.features import feature_space_names, features_for
 from ppgen.models.gan_networks import ACTIVATIONS, ConvCritic, ConvGenerator, check_image, mlp
 from ppgen.protocol import GenerativeModel, ModelKind
 
@@ -83,9 +84,10 @@ class GANBase(GenerativeModel, register=False):
     loss: str
     n_critic: int | None
     r1: float
+    features: str | None
 
     def _setup(self, latent_dim: int, output: str, num_levels: int | None, loss: str,
-               n_critic: int | None, r1: float) -> None:
+               n_critic: int | None, r1: float, features: str | None = None) -> None:
         """Check and store the options every GAN takes."""
         if output not in OUTPUTS:
             raise ModelError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -95,20 +97,24 @@ class GANBase(GenerativeModel, register=False):
             raise ModelError("num_levels (data dequantised to [0, 1)) needs output='sigmoid'")
         self.latent_dim, self.output, self.num_levels = latent_dim, output, num_levels
         self.loss, self.n_critic, self.r1 = loss, n_critic, r1
+        self.features = _validation_space(features)
         self.register_buffer("noise_loc", torch.zeros(latent_dim))
         self.register_buffer("noise_scale", torch.ones(latent_dim))
 
     # ----------------------------------------------------------------- the recipe
     @property
     def objective_defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        """The adversarial objective's options: this model's loss, ``n_critic`` and R1."""
-        return {"loss": self.loss, "n_critic": self.n_critic, "r1": self.r1}
+        """The adversarial objective's options: this model's loss, ``n_critic`` and R1, and
+        the feature space of its validation metric when the data declare one (the digits)."""
+        defaults = {"loss": self.loss, "n_critic": self.n_critic, "r1": self.r1}
+        return defaults if self.features is None else {**defaults, "features": self.features}
 
     @property
     def fit_defaults(self) -> dict[str, Any]:  # type: ignore[override]
         """Adam for both players with the loss's usual betas (WGAN-GP: (0, 0.9), Gulrajani et
         al.; the others: (0.5, 0.999), Radford et al.), the family's weight average of the
-        generator (:attr:`weight_average`) and early stopping on the validation MMD. The
+        generator (:attr:`weight_average`) and early stopping on the validation metric (the
+        Fréchet distance in the digits classifier's space for the digits, else the MMD). The
         rates reach the digits benchmark on CPU (lr 1e-3; 5e-4 for WGAN-GP, whose critic
         steps five times per generator step)."""
         wgan = self.loss == "wgan-gp"
@@ -194,14 +200,16 @@ class GANBase(GenerativeModel, register=False):
 
     @staticmethod
     def _output_for(info: DataInfo) -> dict[str, Any]:
-        """Sigmoid output and ``num_levels`` for dequantised levels; reals otherwise."""
+        """Sigmoid output and ``num_levels`` for dequantised levels, reals otherwise; the
+        digits classifier's feature space for validating on the digits."""
+        space = {"features": "digits"} if features_for(info) == "digits" else {}
         if info.likelihood != "continuous":
             raise ModelError("GANs model continuous data: load the data in the 'continuous' "
                              f"representation (got {info.likelihood!r} data; ppgen fit ... "
                              "--representation continuous)")
         if info.num_levels:
-            return {"output": "sigmoid", "num_levels": info.num_levels}
-        return {"output": "identity"}
+            return {"output": "sigmoid", "num_levels": info.num_levels, **space}
+        return {"output": "identity", **space}
 
 
 class GAN(GANBase):
@@ -221,6 +229,9 @@ class GAN(GANBase):
         loss: the adversarial loss (:data:`GAN_LOSSES`).
         n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
         r1: weight ``γ`` of the R1 penalty on the critic.
+        features: the feature space of the validation metric: ``"digits"`` (the Fréchet
+            distance in the digits classifier's space; set by ``for_data`` for the
+            digits) or ``None`` (the MMD on the data).
         pack: PacGAN's packing: the critic reads ``pack`` rows at once (``pack * D`` inputs;
             Lin et al., 2018, arXiv:1712.04086), which penalises a generator that drops modes.
 
@@ -242,9 +253,10 @@ class GAN(GANBase):
         n_critic: int | None = None,
         r1: float = 0.0,
         pack: int = 1,
+        features: str | None = None,
     ) -> None:
         super().__init__()
-        self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
+        self._setup(latent_dim, output, num_levels, loss, n_critic, r1, features)
         if not isinstance(pack, int) or pack < 1:
             raise ModelError(f"pack must be an integer >= 1, got {pack!r}")
         self.num_dims, self.pack = num_dims, pack
@@ -300,6 +312,9 @@ class DCGAN(GANBase):
         loss: the adversarial loss (:data:`GAN_LOSSES`).
         n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
         r1: weight ``γ`` of the R1 penalty on the critic.
+        features: the feature space of the validation metric: ``"digits"`` (the Fréchet
+            distance in the digits classifier's space; set by ``for_data`` for the
+            digits) or ``None`` (the MMD on the data).
 
     Example:
         >>> gan = DCGAN((8, 8), latent_dim=8, channels=4)
@@ -320,9 +335,10 @@ class DCGAN(GANBase):
         loss: str = "non-saturating",
         n_critic: int | None = None,
         r1: float = 0.0,
+        features: str | None = None,
     ) -> None:
         super().__init__()
-        self._setup(latent_dim, output, num_levels, loss, n_critic, r1)
+        self._setup(latent_dim, output, num_levels, loss, n_critic, r1, features)
         self.image_shape = tuple(image_shape)
         self.channels, self.num_stages = channels, num_stages
         shape = check_image(self.image_shape, num_stages)
@@ -341,3 +357,11 @@ class DCGAN(GANBase):
                              f"set; these data have event shape {tuple(info.event_shape)}: use "
                              "GAN for other data")
         return cls(tuple(info.image_shape), **{**cls._output_for(info), **kwargs})
+
+
+def _validation_space(features: str | None) -> str | None:
+    """``features`` (the validation metric's feature space) checked: ``None`` or a name."""
+    if features is not None and features not in feature_space_names():
+        raise ModelError(f"features must be None or one of {feature_space_names()}, got "
+                         f"{features!r}")
+    return features

@@ -64,6 +64,9 @@ class InfoGAN(HeadedGAN):
         loss: the adversarial loss (``ppgen.models.gan.GAN_LOSSES``).
         n_critic: critic steps per generator step (default: 5 for WGAN-GP, 1 otherwise).
         r1: weight ``γ`` of the R1 penalty on the critic.
+        features: the feature space of the validation metric: ``"digits"`` (the Fréchet
+            distance in the digits classifier's space; set by ``for_data`` for the
+            digits) or ``None`` (the MMD on the data).
         info_weight: ``λ`` of the mutual-information term.
 
     Example:
@@ -88,13 +91,14 @@ class InfoGAN(HeadedGAN):
         n_critic: int | None = None,
         r1: float = 0.0,
         info_weight: float = 1.0,
+        features: str | None = None,
     ) -> None:
         super().__init__()
         _check_codes(categories, continuous, info_weight)
         self.categories, self.continuous = categories, continuous
         self.info_weight = float(info_weight)
         self._setup(latent_dim, self._default_output(shape, output), num_levels, loss,
-                    n_critic, r1)
+                    n_critic, r1, features)
         codes = categories + continuous
         self._build(shape, network, codes, None, codes)
         self.register_buffer("_one_hot", torch.eye(max(categories, 1)), persistent=False)

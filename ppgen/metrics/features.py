@@ -49,6 +49,7 @@ __all__ = [
     "FeatureSpace",
     "feature_space",
     "features_for",
+    "feature_space_names",
     "MODE_SETS",
     "load_digits_classifier",
     "WEIGHTS_FILE",
@@ -105,6 +106,11 @@ MODE_SETS: dict[str, Callable[[], ModeSet]] = {
     "ring8": ModeSet.ring,
     "grid25": ModeSet.grid,
 }
+
+
+def feature_space_names() -> tuple[str, ...]:
+    """The names :func:`feature_space` accepts (what a JSON config may store)."""
+    return ("digits", "raw", *MODE_SETS)
 
 
 def features_for(info: Any) -> str:

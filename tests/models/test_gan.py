@@ -118,6 +118,31 @@ def test_digits_in_their_continuous_representation(digits):
     assert (toy.output, toy.num_levels) == ("identity", None)
 
 
+def test_digits_gans_validate_in_the_digits_feature_space(digits, tmp_path):
+    """for_data on the digits sets the validation metric's space (the Fréchet distance of the
+    digits classifier's features), saved in the config and passed to the objective; other
+    data keep the MMD; an old config without it loads as MMD; a bad name is refused."""
+    from ppgen.models import ACGAN, CGAN, InfoGAN
+
+    for cls in (GAN, DCGAN, CGAN, ACGAN, InfoGAN):
+        gan = cls.for_data(digits.info)
+        assert gan.features == "digits" and gan.objective_defaults["features"] == "digits"
+        assert cls.from_config(gan.get_config()).features == "digits"
+    toy = GAN.for_data(DataInfo(event_shape=(2,), likelihood="continuous"))
+    assert toy.features is None and "features" not in toy.objective_defaults
+    config = DCGAN.for_data(digits.info, latent_dim=8, channels=4).get_config()
+    del config["features"]  # a checkpoint written before the option existed
+    assert DCGAN.from_config(config).features is None
+    with pytest.raises(ppgen.ModelError, match="features"):
+        DCGAN((8, 8), features="inception")
+    torch.manual_seed(0)
+    gan = DCGAN.for_data(digits.info, latent_dim=8, channels=4)
+    ppgen.fit(gan, digits.train[:64], digits.val[:32], epochs=1, progress=False,
+              out_dir=tmp_path)
+    training = read_checkpoint(tmp_path / "model.pt")["extra"]["training"]
+    assert training["objective"]["features"] == "digits"
+
+
 def test_a_dcgan_trains_on_the_digits(digits, device):
     """A smoke test of the whole path on the model's device: two epochs on 128 images."""
     torch.manual_seed(0)
