@@ -96,10 +96,16 @@ _ESTIMATORS: dict[ModelKind, KindEstimator] = {}
 
 def builtin_estimators() -> dict[ModelKind, KindEstimator]:
     """The estimators ppgen itself provides per routed kind: sample-based metrics for implicit
-    models (:func:`ppgen.metrics.implicit_report`); AIS for energy models is still to come."""
+    models (:func:`ppgen.metrics.implicit_report`); annealed importance sampling for energy
+    models (:func:`ppgen.energy.energy_log_likelihood`, and :func:`ppgen.energy.energy_report`
+    with the reverse-AIS bracket)."""
+    from ppgen.energy.estimate import energy_log_likelihood, energy_report
     from ppgen.metrics.report import implicit_report
 
-    return {ModelKind.IMPLICIT: KindEstimator("sample-based metrics", report=implicit_report)}
+    ais = KindEstimator("annealed importance sampling", log_likelihood=energy_log_likelihood,
+                        report=energy_report)
+    return {ModelKind.IMPLICIT: KindEstimator("sample-based metrics", report=implicit_report),
+            ModelKind.ENERGY: ais}
 
 
 def register_estimator(kind: ModelKind | str, estimator: KindEstimator) -> None:
