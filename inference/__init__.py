@@ -7,12 +7,15 @@ every likelihood or bound they need comes from the evaluation layer (:mod:`ppgen
 from __future__ import annotations
 
 from ppgen.inference.adversarial import Adversarial, AdversarialLoss, mlp_critic
+from ppgen.inference.contrastive import CONTRASTIVE_OBJECTIVES, ContrastiveDivergence
 from ppgen.inference.diffusion import DiffusionHybrid, DiffusionSimple
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.program_model import ProgramModel
 from ppgen.inference.registry import OBJECTIVES, make_objective
 from ppgen.inference.variational import ELBO, IWAE
 
+OBJECTIVES.update(CONTRASTIVE_OBJECTIVES)  # the table of inference/registry.py, one more module
+
 __all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective", "Adversarial",
            "AdversarialLoss", "mlp_critic", "ProgramModel",
-           "DiffusionSimple", "DiffusionHybrid"]
+           "DiffusionSimple", "DiffusionHybrid", "ContrastiveDivergence"]

@@ -12,6 +12,7 @@ from ppgen.models.discrete import (
     IndependentCategorical,
     MarkovChain,
 )
+from ppgen.models.ebm import EBM
 from ppgen.models.flows import MAF, NSF, FlowModel, RealNVP
 from ppgen.models.gan import DCGAN, GAN
 from ppgen.models.glow import Glow
@@ -43,4 +44,5 @@ __all__ = [
     "CGAN", "ACGAN", "InfoGAN",
     "DDPM", "ImprovedDDPM",
     "VDM",
+    "EBM",
 ]

@@ -268,6 +268,8 @@ CASES: dict[str, Case] = {
     "ddpm-conditional": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3, num_classes=3),
                              "levels", conditional=True),
     "vdm": Case(lambda: zoo.VDM(4, num_steps=10, num_levels=3, denoiser={"width": 8}), "levels"),
+    # energy: persistent contrastive divergence (MALA chains from the replay buffer)
+    "ebm": Case(lambda: zoo.EBM(3, hidden_dims=(8,)), "float"),
     "dequantized-conditional": Case(
         lambda: _dequantized(_flow(zoo.MAF, 4, logit_alpha=0.05, num_classes=3),
                              dequantization="variational"),
