@@ -139,7 +139,8 @@ def _evaluation_rows(model, extra: dict, args: argparse.Namespace) -> _Rows:
 #: the report's likelihood keys (nats per datum; under torchrun, means over all ranks' rows),
 #: in the order printed: the headline, the bounds, and a diffusion bound's decomposition
 #: (prior L_T + the steps' sum + decoder L_0 = elbo)
-LIKELIHOOD_KEYS = ("nll", "elbo", "iwae", "bits_per_dim", "bound_prior", "bound_steps",
+LIKELIHOOD_KEYS = ("nll", "nll_lower", "nll_upper", "nll_width", "nll_forward", "nll_reverse",
+                   "elbo", "iwae", "bits_per_dim", "bound_prior", "bound_steps",
                    "bound_decoder")
 #: what the report says about itself rather than about the model
 _ABOUT = {"model", "split", "data", "seed", "n", "num_particles", "features"}

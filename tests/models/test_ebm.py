@@ -154,3 +154,24 @@ def test_the_example_brackets_its_quadrature_check(tmp_path):
     assert report["nll_lower"] <= quadrature <= report["nll_upper"]
     figure = example.chains_figure(ebm, test, num_chains=3, steps=10)
     assert len(figure.axes[0].lines) == 3
+
+
+def test_cli_evaluate_prints_the_ais_interval_with_the_likelihood(toy, tmp_path, capsys):
+    """`ppgen evaluate` puts the AIS estimate and its reverse-AIS bracket in the likelihood
+    block (lower <= nll <= upper), not among the sample metrics."""
+    import json
+
+    from ppgen.cli.app import main
+
+    model = _ebm()
+    _fit(model, toy, epochs=1)
+    model.save(tmp_path / "model.pt")
+    np.save(tmp_path / "rows.npy", toy[:64].numpy())
+    code = main(["evaluate", str(tmp_path / "model.pt"), "--data", str(tmp_path / "rows.npy"),
+                 "--no-samples", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    likelihood = out.split("likelihood:")[1].split("\n  more")[0]
+    assert "nll_lower" in likelihood and "nll_upper" in likelihood
+    report = json.loads(next(tmp_path.glob("eval-file-*.json")).read_text())
+    assert report["nll_lower"] <= report["nll"] <= report["nll_upper"]
