@@ -185,13 +185,19 @@ class AISResult:
 
         The ends are stochastic bounds whose bias points outwards; the standard errors cover
         their Monte Carlo noise, which can otherwise cross them over when the annealing is
-        slow enough for the bias to vanish (about a 2.5% chance per end at ``z = 2``).
+        slow enough for the bias to vanish (about a 2.5% chance per end at ``z = 2``). Ends that
+        still cross (the reverse chains start from resampled, not exact, model samples) keep the
+        upper end at least ``z`` standard errors above the forward estimate, the reported
+        number, so the interval always holds it.
         """
         se_lower, se_upper = self.standard_errors()
-        lower = float(self.log_z) - z * se_lower
+        forward = float(self.log_z)
         if self.log_z_upper is None:
-            return lower, math.inf
-        return lower, float(self.log_z_upper) + z * se_upper
+            return forward - z * se_lower, math.inf
+        # a reverse end below the forward estimate (noise, or a reverse run from approximate
+        # samples) must not leave the forward estimate, the reported number, outside
+        upper = max(float(self.log_z_upper) + z * se_upper, forward + z * se_lower)
+        return forward - z * se_lower, upper
 
     def effective_sample_size(self) -> float:
         """Kish's effective sample size of the forward weights, ``(Σ w)² / Σ w²``."""
