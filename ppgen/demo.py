@@ -1,4 +1,4 @@
-"""``ppgen demo``: the main job on the bundled digits, every family, in about five minutes.
+"""``ppgen demo``: the main job on the bundled digits, every family, in about 3 minutes.
 
 Trains the discrete baselines (closed-form smoothed maximum likelihood), a VAE (its benchmark
 recipe: the shared engine, early stopping on validation NLL), a DCGAN and an improved DDPM (short
@@ -11,7 +11,11 @@ produced the numbers (command, seed, date, versions, settings). Progress goes to
 lines, so a log file or CI shows it too.
 
 Every model starts from the same seed, so a model's numbers do not depend on which other models
-ran before it (``models=``), and the same command and seed give the same numbers.
+ran before it (``models=``), and the same command and seed give the same numbers. The demo runs
+torch on one CPU thread unless told otherwise (``threads=``): on a quiet machine more threads
+are faster (about 1.5x on two cores), but on a busy one several threads spin-wait and run
+several times slower, and with one thread the numbers do not depend on the machine's core count
+(the GAN's training does depend on the thread count).
 """
 
 from __future__ import annotations
@@ -108,8 +112,7 @@ def run_demo(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         seed: training seed (every model starts from it).
         threads: torch's CPU threads while the demo runs (restored afterwards; ``None``
-            leaves torch's setting). One by default: the 8×8 networks gain little from more,
-            and on a busy machine several threads spin-wait, several times slower.
+            leaves torch's setting). One by default (see the module docstring).
         progress: show progress: the engine's bar on a terminal, and plain lines on stderr
             (which a log file or CI keeps).
         command: the command line to record in the report (default: this process's).

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         "demo",
         help="the main job: baselines, a VAE, a GAN and a diffusion model on the bundled digits",
         description="Train the discrete baselines, a VAE, a DCGAN and an improved DDPM on the "
-        "bundled digits (about five minutes on two CPU cores), print the test NLL table (the "
+        "bundled digits (about 3 minutes on 2 CPU cores), print the test NLL table (the "
         "diffusion bound is an upper bound; the GAN has no likelihood) and the sample-quality "
         "table (beside the real floor), and write sample grids, the diffusion reverse chain, "
         "training curves, a latent plot and a report.",
@@ -31,9 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--particles", type=count(1), default=1000,
                    help="K of the VAE's IWAE estimate (1000)")
     p.add_argument("--threads", type=count(0), default=1,
-                   help="torch CPU threads (default 1: the small networks gain little from "
-                   "more, and on a busy machine several threads are several times slower; 0: "
-                   "torch's default)")
+                   help="torch CPU threads (default 1: the same numbers on any machine, and "
+                   "no spin-waiting threads on a busy one; 0: torch's default, about 1.5x "
+                   "faster on a quiet machine with two cores)")
     p.add_argument("--no-progress", action="store_true", help="hide progress (bars on a "
                    "terminal, plain lines on stderr otherwise)")
     options.add_common(p)

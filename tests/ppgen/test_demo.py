@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from ppgen.cli import main
 
@@ -93,7 +94,9 @@ def test_demo_writes_tables_figures_and_report(tmp_path, capsys, monkeypatch):
     assert [t.get_text() for t in legend][:2] == ["training IWAE-5", "validation IWAE-20 NLL"]
     # what produced the numbers
     for text in ("ppgen demo --out", "seed: 4", "torch ", "pyro ", "date:", '"epochs": 1',
-                 '"num_particles": 5', '"epochs": 8', '"num_steps": 50', '"r1": 1.0'):
+                 '"num_particles": 5', '"epochs": 8', '"num_steps": 50', '"r1": 1.0',
+                 "upper bound on the NLL: improved-ddpm's variational bound over its T = 50",
+                 "- CPU threads: 1"):
         assert text in report, text
 
 
@@ -108,7 +111,9 @@ def test_a_subset_gives_the_same_numbers_as_the_whole(tmp_path, capsys, monkeypa
     both = run_demo(tmp_path / "a", models=["markov-chain", "independent-categorical"],
                     progress=False)
     alone = run_demo(tmp_path / "b", models=["markov-chain"], progress=False)
-    again = run_demo(tmp_path / "c", models=["markov-chain"], progress=False)
+    again = run_demo(tmp_path / "c", models=["markov-chain"], progress=False, threads=2)
+    assert torch.get_num_threads() == 1  # restored (the module runs on one thread)
+    assert "- CPU threads: 2\n" in (tmp_path / "c" / "report.md").read_text()
     assert [r.model for r in both] == ["independent-categorical", "markov-chain"]  # ordered
     assert both[1].report["fd"] == alone[0].report["fd"] == again[0].report["fd"]
     assert both[0].report["fd"] != both[1].report["fd"]
