@@ -249,6 +249,9 @@ def _diffusion(cls, ctx: _Run) -> DemoRow:
             f"DDIM-{DDIM_STEPS} sample metrics")
     ddim = {"sampler": "ddim", "steps": DDIM_STEPS, "eta": 0.0}
     report = _score(model, digits.test.to(ctx.device), sample_options=ddim)
+    ctx.say(f"{model.name}: test bound {report['nll']:.2f} nats (prior "
+            f"{report['bound_prior']:.2f}, steps {report['bound_steps']:.2f}, decoder "
+            f"{report['bound_decoder']:.2f}); FD {report['fd']:.3f}")
     how = f"DDIM, {DDIM_STEPS} steps, η = 0"
     grid = _samples(model, ctx, f"-ddim{DDIM_STEPS}", how=how, **ddim)
     chain = f"reverse-chain-{model.name}.png"

@@ -174,8 +174,17 @@ def _bound_note(rows: list[DemoRow]) -> str:
     bounds = [f"{r.model}'s variational bound" + (
         f" over its T = {r.settings['model']['num_steps']} steps (its decoder is over the 17 "
         "levels, so this bounds the discrete NLL)"
-        if "num_steps" in r.settings.get("model", {}) else "") for r in rows if r.bound]
+        if "num_steps" in r.settings.get("model", {}) else "") + _terms(r.report)
+        for r in rows if r.bound]
     return f"`≤` marks an upper bound on the NLL: {'; '.join(bounds)}. " if bounds else ""
+
+
+def _terms(report: dict[str, Any]) -> str:
+    """A diffusion bound's terms (``bound_prior``, ``bound_steps``, ``bound_decoder``)."""
+    if "bound_steps" not in report:
+        return ""
+    return (f", {report['nll']:.2f} = prior L_T {report['bound_prior']:.2f} + steps "
+            f"Σ L_t-1 {report['bound_steps']:.2f} + decoder L_0 {report['bound_decoder']:.2f}")
 
 
 def _run_section(run: dict, rows: list[DemoRow], num_particles: int) -> str:

@@ -96,7 +96,7 @@ def test_demo_writes_tables_figures_and_report(tmp_path, capsys, monkeypatch):
     for text in ("ppgen demo --out", "seed: 4", "torch ", "pyro ", "date:", '"epochs": 1',
                  '"num_particles": 5', '"epochs": 8', '"num_steps": 50', '"r1": 1.0',
                  "upper bound on the NLL: improved-ddpm's variational bound over its T = 50",
-                 "- CPU threads: 1"):
+                 "- CPU threads: 1", "= prior L_T 0.00 + steps Σ L_t-1 "):
         assert text in report, text
 
 
