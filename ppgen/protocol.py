@@ -149,6 +149,15 @@ class GenerativeModel(pyro.nn.PyroModule):
         """
         return None
 
+    # ----------------------------------------------------------------- representation
+    def encode(self, x: Any) -> torch.Tensor:
+        """Features ``[N, F]`` of data ``x: [N, *event_shape]`` (no gradient, no dropout): what
+        :func:`ppgen.represent` returns for the models that have an encoder (a VAE's or an
+        adversarial autoencoder's posterior means, a BiGAN's encoder, PPCA's posterior mean, a
+        flow's base-space code). Default: the model has none (``ModelError``)."""
+        raise ModelError(f"{type(self).__name__} has no encoder, so no representation of the "
+                         "data; models with one: VAE-like latent models, BiGAN/ALI, PPCA, flows")
+
     # ----------------------------------------------------------------- training hooks
     def initialize(self, x: torch.Tensor, **kwargs: Any) -> None:
         """Data-dependent initialisation (e.g. ActNorm) from the first training batch
