@@ -73,6 +73,7 @@ __all__ = [
     "CATEGORICAL_HEADS",
     "POSTERIOR_FLOWS",
     "PRIOR_FLOWS",
+    "ObservationHead",
     "mlp",
 ]
 
@@ -216,11 +217,8 @@ class VAE(GenerativeModel):
         self.prior_flow = prior_flow
         self.flow_layers = flow_layers
         self.flow_hidden = flow_hidden
-        self._head = (
-            DiscretizedLogisticMixtureHead(num_levels, num_components)
-            if likelihood == "categorical" and categorical_head == "logistic"
-            else None
-        )
+        self._observation = ObservationHead(
+            num_dims, likelihood, num_levels, categorical_head, num_components, min_scale)
         hidden = self.hidden_dims
         self.encoder = mlp([self._input_size(), *hidden, self._encoder_size()], dropout)
         self.decoder = mlp([latent_dim, *hidden[::-1], self._output_size()], dropout)
@@ -244,13 +242,7 @@ class VAE(GenerativeModel):
         return 2 * self.latent_dim + extra
 
     def _output_size(self) -> int:
-        if self._head is not None:
-            return self.num_dims * self._head.num_params
-        if self.likelihood == "categorical":
-            return self.num_dims * self.num_levels
-        if self.likelihood == "gaussian":
-            return 2 * self.num_dims
-        return self.num_dims
+        return self._observation.num_outputs
 
     @property
     def event_shape(self) -> torch.Size:
@@ -299,18 +291,7 @@ class VAE(GenerativeModel):
 
         Leading dimensions of ``z`` (particles, data) pass through to the batch shape.
         """
-        h = self.decoder(z)
-        batch = h.shape[:-1]
-        if self._head is not None:
-            params = h.reshape(*batch, self.num_dims, self._head.num_params)
-            return FactorizedDistribution(self._head, params)
-        if self.likelihood == "categorical":
-            logits = h.reshape(*batch, self.num_dims, self.num_levels)
-            return dist.Categorical(logits=logits).to_event(1)
-        if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=h).to_event(1)
-        loc, raw_scale = h.chunk(2, dim=-1)
-        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+        return self._observation(self.decoder(z))
 
     # ----------------------------------------------------------------- Pyro programs
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
@@ -361,15 +342,7 @@ class VAE(GenerativeModel):
         probabilities; Gaussian: the location.
         """
         with eval_mode(self):
-            fn = self.likelihood_fn(z.to(self.device))
-        if isinstance(fn, FactorizedDistribution):
-            return fn.mean
-        fn = fn.base_dist
-        if self.likelihood == "categorical":
-            probs = fn.probs
-            levels = torch.arange(self.num_levels, device=probs.device, dtype=probs.dtype)
-            return probs @ levels
-        return fn.mean
+            return self._observation.mean(self.likelihood_fn(z.to(self.device)))
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
@@ -405,6 +378,78 @@ class VAE(GenerativeModel):
         return cls(**{**args, **kwargs})
 
 
+
+
+class ObservationHead:
+    """The decoder's observation model ``p(x | h)`` of flat data ``[D]``, shared by the VAE
+    family (:class:`VAE`, the hierarchical and conditional VAEs): a decoder network ends in
+    :attr:`num_outputs` units and this turns them into a distribution.
+
+    Args:
+        num_dims: ``D``, the size of one (flat) datum.
+        likelihood: ``"categorical"``, ``"bernoulli"`` or ``"gaussian"``.
+        num_levels: ``K`` of categorical data.
+        categorical_head: ``"logistic"`` (a discretised logistic mixture per dimension) or
+            ``"softmax"`` (``K`` free logits per dimension).
+        num_components: ``M``, logistic components per dimension of the ``"logistic"`` head.
+        min_scale: floor of the Gaussian's standard deviation.
+
+    Example:
+        >>> head = ObservationHead(4, "bernoulli")
+        >>> head(torch.zeros(3, head.num_outputs)).event_shape
+        torch.Size([4])
+    """
+
+    def __init__(self, num_dims: int, likelihood: str, num_levels: int | None = None,
+                 categorical_head: str = "logistic", num_components: int = 3,
+                 min_scale: float = 1e-3) -> None:
+        self.num_dims = num_dims
+        self.likelihood = likelihood
+        self.num_levels = num_levels
+        self.min_scale = min_scale
+        self.head = (
+            DiscretizedLogisticMixtureHead(num_levels, num_components)
+            if likelihood == "categorical" and categorical_head == "logistic"
+            else None
+        )
+
+    @property
+    def num_outputs(self) -> int:
+        """Units the decoder's last layer needs."""
+        if self.head is not None:
+            return self.num_dims * self.head.num_params
+        if self.likelihood == "categorical":
+            return self.num_dims * self.num_levels
+        if self.likelihood == "gaussian":
+            return 2 * self.num_dims
+        return self.num_dims
+
+    def __call__(self, h: torch.Tensor) -> dist.TorchDistribution:
+        """``p(x | h)`` for decoder outputs ``h: [..., num_outputs]``: batch ``[...]``, event
+        ``[D]``."""
+        batch = h.shape[:-1]
+        if self.head is not None:
+            params = h.reshape(*batch, self.num_dims, self.head.num_params)
+            return FactorizedDistribution(self.head, params)
+        if self.likelihood == "categorical":
+            logits = h.reshape(*batch, self.num_dims, self.num_levels)
+            return dist.Categorical(logits=logits).to_event(1)
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=h).to_event(1)
+        loc, raw_scale = h.chunk(2, dim=-1)
+        return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+
+    def mean(self, fn: dist.TorchDistribution) -> torch.Tensor:
+        """``E[x | h]`` ``[..., D]`` of a distribution made by this head: the expected level
+        ``sum_k k p_k`` (categorical), the probabilities (Bernoulli) or the location."""
+        if isinstance(fn, FactorizedDistribution):
+            return fn.mean
+        fn = fn.base_dist
+        if self.likelihood == "categorical":
+            probs = fn.probs
+            levels = torch.arange(self.num_levels, device=probs.device, dtype=probs.dtype)
+            return probs @ levels
+        return fn.mean
 
 
 def _check_args(
