@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
 from ppgen.models.conditional_gan import ACGAN, CGAN
+from ppgen.models.cvae import CVAE, StructuredCVAE
 from ppgen.models.dequantization import Dequantized
 from ppgen.models.diffusion import DDPM, ImprovedDDPM
 from ppgen.models.discrete import (
@@ -17,6 +18,7 @@ from ppgen.models.flows import MAF, NSF, FlowModel, RealNVP
 from ppgen.models.gan import DCGAN, GAN
 from ppgen.models.glow import Glow
 from ppgen.models.infogan import InfoGAN
+from ppgen.models.ladder_vae import LadderVAE
 from ppgen.models.made import MADE
 from ppgen.models.nade import NADE, RNADE
 from ppgen.models.pixelcnn import PixelCNN
@@ -31,6 +33,9 @@ __all__ = [
     "FullJoint",
     "MarkovChain",
     "VAE",
+    "LadderVAE",
+    "CVAE",
+    "StructuredCVAE",
     "PPCA",
     "AutoregressiveModel",
     "FVSBN",

@@ -210,6 +210,10 @@ CASES: dict[str, Case] = {
     "vae-iaf": Case(lambda: _vae(posterior_flow="iaf"), "levels"),
     "vae-maf-prior": Case(lambda: _vae(posterior_flow="maf", prior_flow="maf"), "levels"),
     "vae-iaf-maf-prior": Case(lambda: _vae(posterior_flow="iaf", prior_flow="maf"), "levels"),
+    # hierarchical and conditional VAEs
+    "ladder-vae": Case(lambda: zoo.LadderVAE(6, (3, 2), (8, 8), num_levels=3), "levels"),
+    "cvae": Case(lambda: zoo.CVAE(6, 3, 2, (8,), num_levels=3), "levels", conditional=True),
+    "structured-cvae": Case(lambda: zoo.StructuredCVAE(6, 2, 2, (8,), "bernoulli"), "float"),
     # PPCA is fitted in closed form; its gradient objective is the (exact) importance bound
     "ppca": Case(lambda: zoo.PPCA(5, latent_dim=2), "float", "iwae"),
     "ppca-elbo": Case(lambda: zoo.PPCA(5, latent_dim=2), "float", "elbo"),
