@@ -504,14 +504,23 @@ def contaminated(argv: list[str]) -> None:
             results = run_c(data, args.seeds, rates, args.digits, args.device, args.detectors)
             payload[data] = {"runs": results, "table": table_c(results)}
     path = write_results(args.name, payload, args.seeds)
-    print_c(path)
+    print_tables(path)
 
 
-def print_c(path: Path) -> None:
-    """The protocol-C tables of a results file, from its runs."""
+def print_tables(path: Path) -> None:
+    """The tables of a results file: protocol C's from its runs, protocols A and B as recorded."""
     import json
 
     payload = json.loads(Path(path).read_text())
+    if payload.get("protocol") != "C":
+        print(f"{payload['command']} (commit {payload['commit']})")
+        for protocol in ("A", "B"):
+            if protocol in payload:
+                target = payload[protocol]["target"]
+                print(f"\nProtocol {protocol} (target: mean AUROC >= {target})\n"
+                      f"{payload[protocol]['table']}")
+        print(f"\nfrom {path}")
+        return
     print(f"Protocol C: {payload['command']} (commit {payload['commit']})")
     for data in ("digits", "cancer"):
         if data in payload:
@@ -527,7 +536,7 @@ def main() -> None:
     if sys.argv[1:2] == ["contaminated"]:
         return contaminated(sys.argv[2:])
     if sys.argv[1:2] == ["table"]:
-        return print_c(Path(sys.argv[2]))
+        return print_tables(Path(sys.argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
