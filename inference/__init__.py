@@ -6,6 +6,7 @@ every likelihood or bound they need comes from the evaluation layer (:mod:`ppgen
 
 from __future__ import annotations
 
+from ppgen.inference.aae import AAE_OBJECTIVES, AdversarialAutoencoding
 from ppgen.inference.adversarial import Adversarial, AdversarialLoss, mlp_critic
 from ppgen.inference.contrastive import CONTRASTIVE_OBJECTIVES, ContrastiveDivergence
 from ppgen.inference.diffusion import DiffusionHybrid, DiffusionSimple
@@ -15,7 +16,9 @@ from ppgen.inference.registry import OBJECTIVES, make_objective
 from ppgen.inference.variational import ELBO, IWAE
 
 OBJECTIVES.update(CONTRASTIVE_OBJECTIVES)  # the table of inference/registry.py, one more module
+OBJECTIVES.update(AAE_OBJECTIVES)
 
 __all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective", "Adversarial",
            "AdversarialLoss", "mlp_critic", "ProgramModel",
-           "DiffusionSimple", "DiffusionHybrid", "ContrastiveDivergence"]
+           "DiffusionSimple", "DiffusionHybrid", "ContrastiveDivergence",
+           "AdversarialAutoencoding"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ppgen.models.aae import AAE
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
 from ppgen.models.conditional_gan import ACGAN, CGAN
 from ppgen.models.cvae import CVAE, StructuredCVAE
@@ -33,6 +34,7 @@ __all__ = [
     "FullJoint",
     "MarkovChain",
     "VAE",
+    "AAE",
     "LadderVAE",
     "CVAE",
     "StructuredCVAE",

@@ -160,6 +160,12 @@ def _vae(**kwargs: Any) -> nn.Module:
     return zoo.VAE(6, latent_dim=2, hidden_dims=(8,), flow_hidden=8, **kwargs)
 
 
+def _aae(**kwargs: Any) -> nn.Module:
+    kwargs.setdefault("num_levels", 3)
+    return zoo.AAE(6, latent_dim=2, num_classes=3,
+                   network={"hidden_dims": (8,), "critic_dims": (8,)}, **kwargs)
+
+
 def _pixelcnn(**kwargs: Any) -> nn.Module:
     return zoo.PixelCNN((4, 4), hidden_channels=8, num_layers=2, **kwargs)
 
@@ -214,6 +220,17 @@ CASES: dict[str, Case] = {
     "ladder-vae": Case(lambda: zoo.LadderVAE(6, (3, 2), (8, 8), num_levels=3), "levels"),
     "cvae": Case(lambda: zoo.CVAE(6, 3, 2, (8,), num_levels=3), "levels", conditional=True),
     "structured-cvae": Case(lambda: zoo.StructuredCVAE(6, 2, 2, (8,), "bernoulli"), "float"),
+    # adversarial autoencoders: reconstruction, latent critic, encoder-as-generator updates
+    "aae": Case(lambda: _aae(), "levels"),
+    "aae-deterministic-mixture": Case(lambda: _aae(encoder="deterministic", prior="mixture10"),
+                                      "levels"),
+    "aae-supervised-gaussian": Case(
+        lambda: _aae(variant="supervised", likelihood="gaussian", num_levels=None), "float",
+        conditional=True),
+    "aae-semi-supervised": Case(lambda: _aae(variant="semi-supervised"), "levels",
+                                conditional=True),
+    "aae-clustering-swiss-roll": Case(lambda: _aae(variant="clustering", prior="swiss-roll"),
+                                      "levels"),
     # PPCA is fitted in closed form; its gradient objective is the (exact) importance bound
     "ppca": Case(lambda: zoo.PPCA(5, latent_dim=2), "float", "iwae"),
     "ppca-elbo": Case(lambda: zoo.PPCA(5, latent_dim=2), "float", "elbo"),
