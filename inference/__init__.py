@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from ppgen.inference.aae import AAE_OBJECTIVES, AdversarialAutoencoding
 from ppgen.inference.adversarial import Adversarial, AdversarialLoss, mlp_critic
+from ppgen.inference.ali import ALI
+from ppgen.inference.avb import AVB, avb_critic
 from ppgen.inference.contrastive import CONTRASTIVE_OBJECTIVES, ContrastiveDivergence
 from ppgen.inference.diffusion import DiffusionHybrid, DiffusionSimple
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.program_model import ProgramModel
+from ppgen.inference.program_pair import ProgramPair
 from ppgen.inference.registry import OBJECTIVES, make_objective
 from ppgen.inference.variational import ELBO, IWAE
 
@@ -20,5 +23,6 @@ OBJECTIVES.update(AAE_OBJECTIVES)
 
 __all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective", "Adversarial",
            "AdversarialLoss", "mlp_critic", "ProgramModel",
+           "ALI", "AVB", "avb_critic", "ProgramPair",
            "DiffusionSimple", "DiffusionHybrid", "ContrastiveDivergence",
            "AdversarialAutoencoding"]

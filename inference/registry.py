@@ -6,6 +6,8 @@ from typing import Any
 
 from ppgen.errors import PpgenError
 from ppgen.inference.adversarial import ADVERSARIAL_OBJECTIVES
+from ppgen.inference.ali import ALI
+from ppgen.inference.avb import AVB
 from ppgen.inference.diffusion import DIFFUSION_OBJECTIVES
 from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.variational import ELBO, IWAE
@@ -21,6 +23,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
     **DIFFUSION_OBJECTIVES,
     **ADVERSARIAL_OBJECTIVES,
     **VDM_OBJECTIVES,
+    ALI.name: ALI,
+    AVB.name: AVB,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ppgen.models.aae import AAE
 from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
+from ppgen.models.bigan import BiGAN
 from ppgen.models.conditional_gan import ACGAN, CGAN
 from ppgen.models.cvae import CVAE, StructuredCVAE
 from ppgen.models.dequantization import Dequantized
@@ -48,6 +49,7 @@ __all__ = [
     "PixelRNN",
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
     "GAN", "DCGAN",
+    "BiGAN",
     "CGAN", "ACGAN", "InfoGAN",
     "DDPM", "ImprovedDDPM",
     "VDM",

@@ -103,6 +103,7 @@ class BiGAN(GANBase):
         features: the validation metric's feature space (``"digits"`` for the digits).
     """
 
+    name = "bigan"
     default_objective = "ali"
 
     def __init__(
@@ -150,8 +151,8 @@ class BiGAN(GANBase):
         n = x.shape[0] if x is not None else (num_samples or 1)
         with pyro.plate("data", n, device=self.noise_loc.device):
             z = pyro.sample("z", self.noise(n))
-            decoded = ImplicitDistribution(self.generator, dist.Delta(z, event_dim=1),
-                                           self.event_shape)
+            code = dist.Delta(z, event_dim=1, validate_args=False)
+            decoded = ImplicitDistribution(self.generator, code, self.event_shape)
             return pyro.sample(self.data_site, decoded, obs=x)
 
     def guide(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,9 +163,9 @@ class BiGAN(GANBase):
     def _posterior(self, x: torch.Tensor) -> dist.Distribution:
         h = self.encoder_net(x)
         if self.encoder == "deterministic":
-            return dist.Delta(h, event_dim=1)
+            return dist.Delta(h, event_dim=1, validate_args=False)
         loc, scale = h.chunk(2, dim=-1)
-        return dist.Normal(loc, F.softplus(scale) + 1e-4).to_event(1)
+        return dist.Normal(loc, F.softplus(scale) + 1e-4, validate_args=False).to_event(1)
 
     # ----------------------------------------------------------------- representation
     @torch.no_grad()

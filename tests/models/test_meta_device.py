@@ -278,6 +278,11 @@ CASES: dict[str, Case] = {
     "acgan-conv-hinge": Case(lambda: zoo.ACGAN((1, 4, 4), num_classes=3, latent_dim=2,
                                                network=_CONV_BODIES, loss="hinge"),
                              "float", conditional=True),
+    # BiGAN / ALI: a joint critic of (x, z) pairs, the encoder in the generator's update
+    "bigan": Case(lambda: zoo.BiGAN(3, latent_dim=2, network=_MLP_BODIES), "float"),
+    "bigan-conv-stochastic-hinge": Case(
+        lambda: zoo.BiGAN((1, 4, 4), latent_dim=2, network={"channels": 2, "num_stages": 1},
+                          encoder="stochastic", loss="hinge"), "float"),
     "infogan": Case(lambda: zoo.InfoGAN(3, categories=3, continuous=2, latent_dim=2,
                                         network=_MLP_BODIES), "float"),
     "infogan-conv-r1": Case(lambda: zoo.InfoGAN((1, 4, 4), categories=3, continuous=1,
