@@ -46,6 +46,7 @@ from torch import nn
 from ppgen.data.transforms import quantize
 from ppgen.data.validate import validate
 from ppgen.distributions import ImplicitDistribution
+from ppgen.energy.decoder import gaussian_log_prob
 from ppgen.errors import DataError, ModelError
 from ppgen.metrics.features import feature_space_names, features_for
 from ppgen.models.gan_networks import ACTIVATIONS, ConvCritic, ConvGenerator, check_image, mlp
@@ -176,6 +177,18 @@ class GANBase(GenerativeModel, register=False):
             raise ModelError(f"{type(self).__name__} was not built for levels (num_levels): "
                              "sample without quantized=True")
         return quantize(x, self.num_levels)
+
+    def decoder_log_prob(self, z: torch.Tensor, x: torch.Tensor,
+                         noise_scale: float | None = None) -> torch.Tensor:
+        """``log N(x; G(z), σ² I)`` ``[M]`` for ``z: [M, L]``, flat ``x: [M, D]``: the generator
+        with Gaussian observation noise of scale ``σ = noise_scale`` (required: a GAN has no
+        observation model of its own), the model AIS scores (Wu et al. 2017,
+        :func:`ppgen.energy.decoder_log_likelihood`)."""
+        if noise_scale is None or not noise_scale > 0:
+            raise ModelError(f"{type(self).__name__} has no observation model: give the "
+                             "Gaussian noise scale (noise_scale > 0) of x ~ N(G(z), σ² I)")
+        mean = self.generator(z.to(self.noise_loc.dtype)).reshape(z.shape[0], -1)
+        return gaussian_log_prob(mean, x, noise_scale)
 
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:

@@ -344,6 +344,19 @@ class VAE(GenerativeModel):
         with eval_mode(self):
             return self._observation.mean(self.likelihood_fn(z.to(self.device)))
 
+    def decoder_log_prob(self, z: torch.Tensor, x: torch.Tensor,
+                         noise_scale: float | None = None) -> torch.Tensor:
+        """``log p(x | z)`` ``[M]`` of the decoder for ``z: [M, L]``, ``x: [M, D]`` (the prior
+        must be ``N(0, I)``): what AIS anneals to score the decoder without the encoder
+        (:func:`ppgen.energy.decoder_log_likelihood`)."""
+        if noise_scale is not None:
+            raise ModelError("a VAE's decoder has its own observation model: noise_scale is "
+                             "for generators without one (GANs)")
+        if self.p_flow is not None:
+            raise ModelError("decoder AIS starts from a N(0, I) prior; this VAE has a prior "
+                             "flow: score it with ppgen.log_likelihood (importance sampling)")
+        return self.likelihood_fn(z).log_prob(x)
+
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
         """Validate ``x: [N, D]`` for the likelihood: integer levels ``0..K-1``, 0/1, or reals.

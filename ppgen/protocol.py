@@ -158,6 +158,17 @@ class GenerativeModel(pyro.nn.PyroModule):
         raise ModelError(f"{type(self).__name__} has no encoder, so no representation of the "
                          "data; models with one: VAE-like latent models, BiGAN/ALI, PPCA, flows")
 
+    def decoder_log_prob(self, z: torch.Tensor, x: torch.Tensor,
+                         noise_scale: float | None = None) -> torch.Tensor:
+        """``log p(x | z)`` ``[M]`` of a decoder-based model for codes ``z: [M, latent_dim]``
+        under the prior ``N(0, I)`` and flat data ``x: [M, D]`` (differentiable in ``z``):
+        what :func:`ppgen.energy.decoder_log_likelihood` anneals to estimate ``log p(x)`` by
+        AIS (Wu et al. 2017). A VAE reads its decoder's observation model; a GAN's generator
+        has none, so ``noise_scale`` states the Gaussian noise ``N(G(z), σ² I)``. Default:
+        the model has no decoder (``ModelError``)."""
+        raise ModelError(f"{type(self).__name__} has no decoder from a N(0, I) code: AIS of a "
+                         "decoder's likelihood serves VAEs and GANs/DCGANs")
+
     # ----------------------------------------------------------------- training hooks
     def initialize(self, x: torch.Tensor, **kwargs: Any) -> None:
         """Data-dependent initialisation (e.g. ActNorm) from the first training batch

@@ -16,7 +16,9 @@ import each other:
 * :mod:`~ppgen.energy.program` — :class:`EnergyProgram`, a user's program with ``pyro.factor``
   terms as an energy model;
 * :mod:`~ppgen.energy.estimate` — the AIS log-likelihood and report the evaluation layer routes
-  energy models to.
+  energy models to;
+* :mod:`~ppgen.energy.decoder` — AIS of decoder-based models' likelihoods (a VAE's decoder, a
+  GAN's generator with Gaussian noise: Wu et al. 2017).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from ppgen.energy.ais import (
 )
 from ppgen.energy.base import GaussianBase, fit_gaussian
 from ppgen.energy.buffer import ReplayBuffer
+from ppgen.energy.decoder import (
+    DecoderAIS,
+    decoder_ais,
+    decoder_log_likelihood,
+    gaussian_log_prob,
+)
 from ppgen.energy.estimate import (
     energies,
     energy_log_likelihood,
@@ -82,4 +90,8 @@ __all__ = [
     "energies",
     "energy_log_likelihood",
     "energy_report",
+    "DecoderAIS",
+    "decoder_ais",
+    "decoder_log_likelihood",
+    "gaussian_log_prob",
 ]
