@@ -39,6 +39,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ppgen.evaluate.program import validation_context
 from ppgen.inference.adversarial import (
     Adversarial,
     AdversarialLoss,
@@ -49,6 +50,7 @@ from ppgen.inference.adversarial import (
     simulate_sites,
 )
 from ppgen.inference.program_pair import flat_values, latent_names
+from ppgen.objective import StepContext
 
 __all__ = ["ALI", "encoder_loss", "joint_pairs"]
 
@@ -113,6 +115,16 @@ class ALI(Adversarial):
         super().__init__(loss, critic, n_critic, gradient_penalty, one_sided, r1,
                          validation_rows=validation_rows, validation_seed=validation_seed,
                          features=features)
+        self._validated = False
+
+    def losses(self, model: nn.Module, batch: torch.Tensor, context: StepContext,
+               **kwargs: Any) -> dict[str, torch.Tensor]:
+        """The critic's loss (``("critic",)``) or the generator player's; Pyro checks the
+        programs in the first step only."""
+        with validation_context(self._validated):
+            out = super().losses(model, batch, context, **kwargs)
+        self._validated = True
+        return out
 
     def _score(self, critic: nn.Module, pairs: torch.Tensor) -> torch.Tensor:
         return critic(pairs).reshape(len(pairs))

@@ -56,6 +56,7 @@ from pyro import poutine
 from torch import nn
 
 from ppgen.errors import TrainingError
+from ppgen.evaluate.program import validation_context
 from ppgen.inference.adversarial import AdversarialLoss, critic_losses, mlp_critic
 from ppgen.inference.program_pair import (
     flat_values,
@@ -95,6 +96,7 @@ class AVB(Objective):
         self.critic, self.n_critic = critic, int(n_critic)
         if self.n_critic < 1:
             raise TrainingError(f"n_critic must be >= 1, got {n_critic!r}")
+        self._checked = False
 
     # ----------------------------------------------------------------- players
     def param_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
@@ -111,37 +113,49 @@ class AVB(Objective):
         """``T(x, z)``: the critic's estimate of ``log q(z | x) - log p(z)``, ``[B]`` (fp32)."""
         return self.critic(torch.cat([x.flatten(1), z], dim=1)).reshape(len(x)).float()
 
-    def pairs(self, model: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One draw per row: ``z ~ q(z | x)`` ``[B, L]`` (differentiable), ``log p(x | z)``
-        ``[B]`` at those codes, and ``z ~ p(z)`` ``[B, L]`` (detached)."""
+    def posterior_codes(self, model: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One draw per row ``z ~ q(z | x)``, ``[B, L]`` (differentiable), and ``log p(x | z)``
+        ``[B]`` at those codes."""
         owner, n = type(model).__name__, len(x)
         q_tr = guide_trace(model, x, kwargs)
         replayed = poutine.trace(poutine.replay(model.model, trace=q_tr)).get_trace(x, **kwargs)
         names = latent_names(replayed.nodes, q_tr, model.data_site, owner)
         observed = [k for k, s in replayed.nodes.items() if s["type"] == "sample"
                     and s["is_observed"] and k not in names]
-        with torch.no_grad():
-            prior = poutine.trace(model.model).get_trace(x, **kwargs)
         return (flat_values(q_tr, names, n, owner),
-                per_datum_log_prob(replayed, observed, n, owner),
-                flat_values(prior, names, n, owner))
+                per_datum_log_prob(replayed, observed, n, owner))
+
+    @staticmethod
+    def prior_trace(model: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]
+                    ) -> poutine.Trace:
+        """The model run on ``x``: its latent sites drawn from the prior (no gradient)."""
+        with torch.no_grad():
+            return poutine.trace(model.model).get_trace(x, **kwargs)
 
     # ----------------------------------------------------------------- losses
     def losses(self, model: nn.Module, batch: torch.Tensor, context: StepContext,
                **kwargs: Any) -> dict[str, torch.Tensor]:
         """The critic's logistic loss (``("critic",)``) or the model's ``-ELBO``."""
-        if context.update == ("critic",):
-            return self.critic_step(model, batch, kwargs)
-        z_q, log_lik, _ = self.pairs(model, batch, kwargs)
-        elbo = log_lik - self.log_ratio(batch, z_q)
-        return {"loss": -elbo.mean(), "log_lik": log_lik.mean().detach()}
+        with validation_context(self._checked):  # Pyro checks the programs' first step only
+            if context.update == ("critic",):
+                out = self.critic_step(model, batch, kwargs)
+            else:
+                z_q, log_lik = self.posterior_codes(model, batch, kwargs)
+                elbo = log_lik - self.log_ratio(batch, z_q)
+                out = {"loss": -elbo.mean(), "log_lik": log_lik.mean().detach()}
+        self._checked = True
+        return out
 
     def critic_step(self, model: nn.Module, batch: torch.Tensor, kwargs: dict[str, Any]
                     ) -> dict[str, torch.Tensor]:
         """``{"loss": -E_q log σ(T) - E_p log(1 - σ(T)), "gap": E_q T - E_p T}``."""
+        owner, n = type(model).__name__, len(batch)
         with torch.no_grad():
-            z_q, _, z_p = self.pairs(model, batch, kwargs)
+            q_tr = guide_trace(model, batch, kwargs)
+            prior = self.prior_trace(model, batch, kwargs)
+            names = latent_names(prior.nodes, q_tr, model.data_site, owner)
+            z_q, z_p = flat_values(q_tr, names, n, owner), flat_values(prior, names, n, owner)
         t_q, t_p = self.log_ratio(batch, z_q), self.log_ratio(batch, z_p)
         loss = critic_losses(AdversarialLoss.MINIMAX, t_q, t_p)
         return {"loss": loss, "gap": (t_q.mean() - t_p.mean()).detach()}
@@ -149,7 +163,7 @@ class AVB(Objective):
     def validation_loss(self, model: nn.Module, batch: torch.Tensor, **kwargs: Any
                         ) -> torch.Tensor:
         """``-(log p(x | z) - T(x, z))`` per datum ``[B]`` at one guide draw."""
-        z_q, log_lik, _ = self.pairs(model, batch, kwargs)
+        z_q, log_lik = self.posterior_codes(model, batch, kwargs)
         return -(log_lik - self.log_ratio(batch, z_q))
 
     def get_config(self) -> dict:
