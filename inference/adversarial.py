@@ -22,6 +22,7 @@ loss                      critic minimises                           generator m
 ``non-saturating``        same                                       ``-log σ(d_f)``
 ``least-squares``         ``½(d_r - 1)² + ½ d_f²``                   ``½(d_f - 1)²``
 ``wgan-gp``               ``d_f - d_r + λ (|∇D(x̂)| - 1)²``           ``-d_f``
+                          (``+ ε d_r²`` with ``drift=ε``)
 ``hinge``                 ``max(0, 1 - d_r) + max(0, 1 + d_f)``      ``-d_f``
 ========================  =========================================  ==========================
 
@@ -31,7 +32,9 @@ Networks" (arXiv:1611.04076); Gulrajani et al., 2017, "Improved Training of Wass
 (arXiv:1704.00028: the gradient penalty on interpolates ``x̂``); Lim & Ye, 2017, "Geometric GAN"
 and Miyato et al., 2018 (arXiv:1802.05957: hinge); Mescheder, Geiger & Nowozin, 2018, "Which
 Training Methods for GANs do actually Converge?" (arXiv:1801.04406: the R1 penalty
-``γ/2 E|∇D(x)|²`` on data).
+``γ/2 E|∇D(x)|²`` on data); Karras et al., 2018, "Progressive Growing of GANs" (arXiv:1710.10196,
+appendix A.1: the drift penalty ``ε E D(x)²`` on data, which keeps a Wasserstein critic's scores
+near zero).
 
 Example:
     >>> import torch, pyro, pyro.distributions as dist
@@ -76,6 +79,7 @@ __all__ = [
     "generator_loss",
     "gradient_penalty",
     "r1_penalty",
+    "drift_penalty",
     "mlp_critic",
 ]
 
@@ -168,6 +172,11 @@ def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     ``d_real: [B]`` be computed from it."""
     grad, = torch.autograd.grad(d_real.sum(), real, create_graph=True)
     return grad.flatten(1).square().sum(1).mean()
+
+
+def drift_penalty(d_real: torch.Tensor) -> torch.Tensor:
+    """``E D(x)²`` of the critic's scores on data ``d_real: [B]`` (Karras et al., 2018)."""
+    return d_real.square().mean()
 
 
 def mlp_critic(num_dims: int, hidden: Sequence[int] = (64, 64), slope: float = 0.2
@@ -279,6 +288,8 @@ class Adversarial(Objective):
         one_sided: penalise only gradient norms above 1 (see :func:`gradient_penalty`; use it
             for one-dimensional data).
         r1: ``γ`` of the R1 penalty ``γ/2 E|∇D(x)|²`` on data (0: none).
+        drift: ``ε`` of the drift penalty ``ε E D(x)²`` on data (:func:`drift_penalty`; 0:
+            none; the Progressive GAN's 0.001).
         pack: PacGAN's packing (Lin et al., 2018, arXiv:1712.04086): the critic scores ``pack``
             rows at once, ``[B, D] -> [B / pack, pack * D]`` (data with data, draws with
             draws; a last incomplete pack is dropped), so its input has ``pack * D`` features;
@@ -322,6 +333,7 @@ class Adversarial(Objective):
         validation_rows: int = 2048,
         validation_seed: int = 0,
         features: str | None = None,
+        drift: float = 0.0,
     ) -> None:
         super().__init__()
         self.loss_kind = self._loss_of(loss)
@@ -333,12 +345,12 @@ class Adversarial(Objective):
         self.one_sided, self.r1 = bool(one_sided), float(r1)
         self.info_weight, self.pack = float(info_weight), int(pack)
         self.validation_rows, self.validation_seed = int(validation_rows), int(validation_seed)
-        self.features = _feature_space_name(features)
+        self.features, self.drift = _feature_space_name(features), float(drift)
         if (self.n_critic < 1 or self.gp_weight < 0 or self.r1 < 0 or self.info_weight < 0
-                or self.pack < 1 or self.validation_rows < 2):
+                or self.pack < 1 or self.validation_rows < 2 or self.drift < 0):
             raise TrainingError("n_critic >= 1, gradient_penalty >= 0, r1 >= 0, "
-                                "info_weight >= 0, pack >= 1 and validation_rows >= 2 are "
-                                "required")
+                                "info_weight >= 0, pack >= 1, validation_rows >= 2 and "
+                                "drift >= 0 are required")
         self._checked = False
 
     def _loss_of(self, loss: str | None) -> AdversarialLoss:
@@ -411,7 +423,8 @@ class Adversarial(Objective):
         with torch.no_grad():
             sites = simulate_sites(model, batch, kwargs)
         fake = self._packed(sites[model.data_site], kwargs)
-        real = self._packed(batch.detach(), kwargs).requires_grad_(self.r1 > 0)
+        real = self._packed(model.data_for_critic(batch.detach()), kwargs)
+        real = real.requires_grad_(self.r1 > 0)
         d_real, seen_real = model.critic_outputs(critic, real, **kwargs)
         d_fake, seen_fake = model.critic_outputs(critic, fake, **kwargs)
         loss = critic_losses(self.loss_kind, d_real, d_fake)
@@ -427,6 +440,10 @@ class Adversarial(Objective):
             r1 = r1_penalty(d_real, real)
             loss = loss + 0.5 * self.r1 * r1
             out["r1"] = r1.detach()
+        if self.drift > 0:
+            drift = drift_penalty(d_real)
+            loss = loss + self.drift * drift
+            out["drift"] = drift.detach()
         return {"loss": loss, **out}
 
     def _packed(self, x: torch.Tensor, kwargs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -469,7 +486,10 @@ class Adversarial(Objective):
                   "info_weight": self.info_weight, "pack": self.pack,
                   "validation_rows": self.validation_rows,
                   "validation_seed": self.validation_seed}
-        # only when set: the checkpoints of runs validated on the data still resume
+        # only when set: the checkpoints of runs validated on the data (or without a drift
+        # penalty) still resume
+        if self.drift > 0:
+            config["drift"] = self.drift
         return config if self.features is None else {**config, "features": self.features}
 
 

@@ -26,6 +26,7 @@ from ppgen.models.nade import NADE, RNADE
 from ppgen.models.pixelcnn import PixelCNN
 from ppgen.models.pixelrnn import PixelRNN
 from ppgen.models.ppca import PPCA
+from ppgen.models.progressive_gan import ProgressiveGAN
 from ppgen.models.vae import VAE
 from ppgen.models.vdm import VDM
 
@@ -50,6 +51,7 @@ __all__ = [
     "FlowModel", "RealNVP", "MAF", "NSF", "Glow", "Dequantized",
     "GAN", "DCGAN",
     "BiGAN",
+    "ProgressiveGAN",
     "CGAN", "ACGAN", "InfoGAN",
     "DDPM", "ImprovedDDPM",
     "VDM",

@@ -136,6 +136,12 @@ class GenerativeModel(pyro.nn.PyroModule):
         """
         return critic(x, **conditions).reshape(len(x)), {}
 
+    def data_for_critic(self, x: torch.Tensor) -> torch.Tensor:
+        """The data ``x: [N, *event_shape]`` as the critic is shown them in a training step,
+        where that differs from the data (a progressive GAN's images pooled to the current
+        resolution and blended during a fade-in). Default: ``x`` itself."""
+        return x
+
     def bound_decomposition(self, x: torch.Tensor, **conditions: Any
                             ) -> dict[str, torch.Tensor] | None:
         """The model's own split of its bound, when it declares one: ``{term: [N]}`` nats per
@@ -184,9 +190,10 @@ class GenerativeModel(pyro.nn.PyroModule):
         """Bring the network to its shape at global training step ``step`` (progressive
         growing); return ``True`` when its parameters changed.
 
-        The engine calls it before every step and, when resuming, before loading the weights,
-        and then rebuilds optimisers (old state carried over), the weight average and the
-        data-parallel wrappers. Default: the network never changes shape.
+        The engine calls it before every step and, when resuming, before loading the weights
+        (with the last step taken: the shape they were saved in), and then rebuilds optimisers
+        (old state carried over), the weight average and the data-parallel wrappers. Default:
+        the network never changes shape.
         """
         return False
 

@@ -318,7 +318,10 @@ class Run:
     def restore(self, payload: Any) -> None:
         """Continue from a checkpoint written by :meth:`checkpoint` (RNG states included)."""
         check_resumable(payload, self.checkpoint_path, self.identity())
-        if self.model.grow_to(payload["step"]):
+        # the shape the weights were saved in: that of the last step taken (the loop grows to
+        # the next step's shape itself, drawing any new weights from the restored RNG, as the
+        # uninterrupted run did)
+        if self.model.grow_to(max(payload["step"] - 1, 0)):
             self.rebuild()
         self.trained.load(payload)
         self.progress = Progress.from_dict(payload, self.device)

@@ -174,6 +174,13 @@ def _pixelrnn(**kwargs: Any) -> nn.Module:
     return zoo.PixelRNN((4, 4), hidden_channels=8, num_layers=1, **kwargs)
 
 
+def _progressive(step: int) -> nn.Module:
+    """A Progressive GAN grown to ``step``: 2x2 up to step 1, 4x4 fading in over steps 2-3."""
+    model = zoo.ProgressiveGAN((1, 4, 4), latent_dim=2, channels=2, stage_steps=2, fade_steps=2)
+    model.grow_to(step)
+    return model
+
+
 #: small bodies of the conditional and information-maximising GANs
 _MLP_BODIES = {"hidden_dims": (8,), "critic_dims": (8,)}
 _CONV_BODIES = {"channels": 2, "num_stages": 1}
@@ -269,6 +276,8 @@ CASES: dict[str, Case] = {
                                    loss="hinge", r1=1.0), "float"),
     "dcgan": Case(lambda: zoo.DCGAN((1, 4, 4), latent_dim=2, channels=2, num_stages=1),
                   "float"),
+    "progressive-gan": Case(lambda: _progressive(0), "float"),
+    "progressive-gan-fading": Case(lambda: _progressive(3), "float"),
     "cgan": Case(lambda: zoo.CGAN(3, num_classes=3, latent_dim=2, network=_MLP_BODIES),
                  "float", conditional=True),
     "cgan-conv": Case(lambda: zoo.CGAN((1, 4, 4), num_classes=3, latent_dim=2,

@@ -328,6 +328,23 @@ def test_a_growing_network_trains_and_resumes_exactly(gauss, tmp_path):
         assert torch.equal(state["exp_avg"], b["model"]["state"][key]["exp_avg"])
 
 
+def test_a_network_that_grows_right_after_a_checkpoint_resumes_exactly(gauss, tmp_path):
+    """3 steps an epoch, a new term every 3 steps: the checkpoint after epoch 2 holds the
+    two-term shape and the next step grows the third; resuming loads the weights in the shape
+    they were saved in and grows at that step, drawing as the uninterrupted run did."""
+    options = {"epochs": 3, "batch_size": 32, "lr": 0.05, "device": "cpu", "progress": False}
+    full = Growing(every=3)
+    train(full, GaussianNLL(), gauss, **options, out_dir=tmp_path / "full")
+    part = Growing(every=3)
+    train(part, GaussianNLL(), gauss, **{**options, "epochs": 2}, out_dir=tmp_path / "part")
+    assert len(part.terms) == 2
+    resumed = Growing(every=3)
+    train(resumed, GaussianNLL(), gauss, **options, out_dir=tmp_path / "part", resume=True)
+    assert len(resumed.terms) == 3
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 class _RecipeGaussian(TinyGaussian, register=False):
     """A model whose recipe keeps a weight average and stops early."""
 
