@@ -16,9 +16,11 @@ from ppgen.inference.likelihood import MaximumLikelihood
 from ppgen.inference.program_model import ProgramModel
 from ppgen.inference.program_pair import ProgramPair
 from ppgen.inference.registry import OBJECTIVES, make_objective
+from ppgen.inference.translation import TRANSLATION_OBJECTIVES
 from ppgen.inference.variational import ELBO, IWAE
 
 OBJECTIVES.update(CONTRASTIVE_OBJECTIVES)  # the table of inference/registry.py, one more module
+OBJECTIVES.update(TRANSLATION_OBJECTIVES)
 OBJECTIVES.update(AAE_OBJECTIVES)
 
 __all__ = ["MaximumLikelihood", "ELBO", "IWAE", "OBJECTIVES", "make_objective", "Adversarial",

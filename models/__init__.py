@@ -7,6 +7,7 @@ from ppgen.models.autoregressive import FVSBN, AutoregressiveModel
 from ppgen.models.bigan import BiGAN
 from ppgen.models.conditional_gan import ACGAN, CGAN
 from ppgen.models.cvae import CVAE, StructuredCVAE
+from ppgen.models.cyclegan import CycleGAN
 from ppgen.models.dequantization import Dequantized
 from ppgen.models.diffusion import DDPM, ImprovedDDPM
 from ppgen.models.discrete import (
@@ -27,6 +28,7 @@ from ppgen.models.pixelcnn import PixelCNN
 from ppgen.models.pixelrnn import PixelRNN
 from ppgen.models.ppca import PPCA
 from ppgen.models.progressive_gan import ProgressiveGAN
+from ppgen.models.stargan import StarGAN
 from ppgen.models.vae import VAE
 from ppgen.models.vdm import VDM
 
@@ -53,6 +55,7 @@ __all__ = [
     "BiGAN",
     "ProgressiveGAN",
     "CGAN", "ACGAN", "InfoGAN",
+    "CycleGAN", "StarGAN",
     "DDPM", "ImprovedDDPM",
     "VDM",
     "EBM",

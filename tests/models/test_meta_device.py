@@ -139,6 +139,7 @@ class Case:
     data: str
     objective: str | None = None
     conditional: bool = False
+    label: str = "y"
 
 
 def _dequantized(flow: nn.Module, **options: Any) -> nn.Module:
@@ -297,6 +298,16 @@ CASES: dict[str, Case] = {
     "infogan-conv-r1": Case(lambda: zoo.InfoGAN((1, 4, 4), categories=3, continuous=1,
                                                 latent_dim=2, network=_CONV_BODIES, r1=1.0),
                             "float"),
+    # translation: the domain of each row is the label; every row to another domain
+    "cyclegan": Case(lambda: zoo.CycleGAN(("a", "b"), (4, 4), network={"channels": 2,
+                                                                   "num_blocks": 1},
+                                          critic_channels=2, pool_size=3),
+                     "float", conditional=True, label="domain"),
+    "stargan-dense": Case(lambda: zoo.StarGAN(("a", "b", "c"), (4, 4), critic_channels=2,
+                                              n_critic=1, network={"channels": 2,
+                                                                   "num_blocks": 1,
+                                                                   "dense": True}),
+                          "float", conditional=True, label="domain"),
     # diffusion: the denoising loss at a random step per datum
     "ddpm": Case(lambda: zoo.DDPM(4, num_steps=10, num_levels=3), "levels"),
     "improved-ddpm": Case(lambda: zoo.ImprovedDDPM(4, num_steps=10, num_levels=3), "levels"),
@@ -321,7 +332,8 @@ def _meta_step_inputs(case: Case) -> tuple[nn.Module, Callable, torch.Tensor, di
     model = case.build().to(META).train()
     dtype = torch.long if case.data == "levels" else torch.float32
     x = torch.empty(BATCH, *model.event_shape, dtype=dtype, device=META)
-    kwargs = {"y": torch.empty(BATCH, dtype=torch.long, device=META)} if case.conditional else {}
+    kwargs = ({case.label: torch.empty(BATCH, dtype=torch.long, device=META)}
+              if case.conditional else {})
     step = _engine_step(model, case.objective)
     with pyro.validation_enabled(False):  # the one-time set-up (see the module docstring)
         model.initialize(x, **kwargs)
