@@ -165,6 +165,15 @@ class ProgressiveGAN(GANBase):
         self.grown_step.fill_(step)
         return changed
 
+    def stage_ends(self, steps_per_epoch: int) -> list[int]:
+        """The last epoch of each stage but the last (``steps_per_epoch`` steps an epoch):
+        after ``ppgen.fit(..., epochs=e)`` for each ``e``, the model is at the end of that
+        stage. With exact resume (``out_dir=..., resume=True``), fitting to each in turn and
+        drawing samples between is one uninterrupted run with snapshots (the stage figure of
+        ``examples/progressive_gan_digits.py``)."""
+        return [self.schedule.start(k + 1) // steps_per_epoch
+                for k in range(self.schedule.num_stages - 1)]
+
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
                         assign: bool = False) -> Any:
         """Grow to the saved ``grown_step`` first, then load: a model saved at any stage loads

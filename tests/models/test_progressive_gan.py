@@ -256,3 +256,14 @@ def test_the_recipe_learns_the_digits_in_a_few_minutes():
     metrics = sample_metrics(digits.test, model.sample(447), features="digits")
     assert metrics["fd"] < 10 * sample_metrics(digits.test, digits.val, features="digits")["fd"]
     assert metrics["classes_hit"] == 10
+
+
+def test_stage_ends_and_the_stage_figure():
+    from ppgen import plots
+
+    model = small()  # stages start at steps 6 and 12
+    assert model.stage_ends(4) == [1, 3] and model.stage_ends(1) == [6, 12]
+    rows = {"2x2": grown(3).sample(5), "4x4": grown(10).sample(5), "8x8": grown(20).sample(5)}
+    fig = plots.stage_samples(rows, (8, 8), vmax=1.0)
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["2x2", "4x4", "8x8"] and len(fig.axes) == 15
