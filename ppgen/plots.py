@@ -20,6 +20,7 @@ from ppgen.history import History
 
 __all__ = [
     "image_grid",
+    "stage_samples",
     "training_curves",
     "loss_names",
     "latent_scatter",
@@ -87,6 +88,17 @@ def image_grid(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def stage_samples(samples: Mapping[str, torch.Tensor | np.ndarray],
+                  image_shape: tuple[int, ...], *, vmax: float | None = None,
+                  title: str | None = None) -> Figure:
+    """Samples of a growing model, a row per stage: ``{label: [n, D] images}`` in order (e.g.
+    ``{"2x2": ..., "4x4": ..., "8x8": ...}``, drawn at the end of each stage of a progressive
+    GAN, every row the same ``n``); draws only (see ``examples/progressive_gan_digits.py``)."""
+    rows = [torch.as_tensor(images).detach().cpu() for images in samples.values()]
+    return image_grid(torch.cat(rows), image_shape, ncols=len(rows[0]), vmax=vmax, title=title,
+                      row_labels=list(samples))
 
 
 def _label_row(ax: Any, label: str) -> None:
