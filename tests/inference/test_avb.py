@@ -147,3 +147,12 @@ def test_clear_errors():
     pair = ProgramPair(global_model, global_guide, event_shape=(1,))
     with pytest.raises(ppgen.ModelError, match="global latents"):
         AVB(critic=avb_critic(1, 1)).losses(pair, data(4), StepContext(0, 1, ("model",)))
+
+
+def test_the_example_runs():
+    from testkit import load_example
+
+    example = load_example("avb_conjugate")
+    pair = example.train(example.ImplicitGuide(), AVB(critic=avb_critic(1, 1)), epochs=1)
+    rows = example.posterior_table(pair, torch.tensor([[0.0], [1.0]]), draws=100)
+    assert [len(r) for r in rows] == [5, 5] and rows[1][2] == pytest.approx(0.8)
