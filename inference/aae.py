@@ -9,16 +9,20 @@ Makhzani et al., 2016, "Adversarial Autoencoders" (arXiv:1511.05644), Sec. 2: ev
    (real) from codes ``enc(x)`` (fake), then the encoder, as ``D``'s generator, minimises
    ``λ_r`` times the generator loss on its codes.
 
-The players are the engine's parameter groups ``"encoder"``, ``"decoder"`` and ``"critic"``;
-:meth:`AdversarialAutoencoding.updates` schedules ``("encoder", "decoder")``, ``("critic",)``,
-``("encoder",)`` every step, so the engine alone zeroes, back-propagates and steps. The losses
+The players are the engine's parameter groups ``"autoencoder"`` (encoder and decoder),
+``"critic"`` and ``"encoder"``; :meth:`AdversarialAutoencoding.updates` schedules
+``("autoencoder",)``, ``("critic",)``, ``("encoder",)`` every step, so the engine alone zeroes,
+back-propagates and steps. The encoder sits in two groups on purpose: each phase has its own
+optimiser, as in the paper, so Adam's moments of the reconstruction gradients (nats per image,
+large) do not shrink the regularisation steps to nothing. The losses
 are the adversarial objective's (:func:`~ppgen.inference.adversarial.critic_losses`,
 :func:`~ppgen.inference.adversarial.generator_loss`, the optional gradient penalty).
 
 The model is an autoencoder with a latent critic (:class:`ppgen.models.AAE`): this objective
 reads ``codes(x)``, ``reconstruction_nll(x, **conditions)``, ``class_nll(x, y)`` (a model with
-partial labels), ``critic_scores(code)``, ``prior_codes(n)`` and the parameter lists
-``encoder_parameters()`` / ``decoder_parameters()`` and ``critic``.
+partial labels), ``critic_scores(code)`` (a list: one score ``[N]`` per critic),
+``prior_codes(n)`` and the parameter lists ``encoder_parameters()``, ``decoder_parameters()``
+and ``critic``.
 
 Example:
     >>> from ppgen.models import AAE
@@ -26,7 +30,7 @@ Example:
     ...           network={"hidden_dims": (8,), "critic_dims": (8,)})
     >>> objective = AdversarialAutoencoding()
     >>> sorted(objective.param_groups(aae))
-    ['critic', 'decoder', 'encoder']
+    ['autoencoder', 'critic', 'encoder']
 """
 
 from __future__ import annotations
@@ -84,14 +88,16 @@ class AdversarialAutoencoding(Objective):
 
     # ----------------------------------------------------------------- players
     def param_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
-        """``{"encoder": ..., "decoder": ..., "critic": ...}`` (disjoint)."""
-        return {"encoder": list(model.encoder_parameters()),
-                "decoder": list(model.decoder_parameters()),
-                "critic": list(model.critic.parameters())}
+        """``{"autoencoder": encoder + decoder, "critic": ..., "encoder": ...}`` (the encoder
+        twice: one optimiser per phase)."""
+        encoder = list(model.encoder_parameters())
+        return {"autoencoder": [*encoder, *model.decoder_parameters()],
+                "critic": list(model.critic.parameters()),
+                "encoder": encoder}
 
     def updates(self, step: int, groups: tuple[str, ...]) -> list[tuple[str, ...]]:
         """Reconstruction, then the critic, then the encoder as the critic's generator."""
-        return [("encoder", "decoder"), ("critic",), ("encoder",)]
+        return [("autoencoder",), ("critic",), ("encoder",)]
 
     def ema_parameters(self, model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
         """The autoencoder's parameters (the critic is never averaged)."""
@@ -126,20 +132,29 @@ class AdversarialAutoencoding(Objective):
         with torch.no_grad():
             fake = model.codes(batch)[0]
         real = model.prior_codes(len(batch)).to(fake.dtype)
-        d_real, d_fake = model.critic_scores(real), model.critic_scores(fake)
-        loss = critic_losses(self.loss_kind, d_real, d_fake)
-        out = {"gap": (d_real.mean() - d_fake.mean()).detach()}
+        pairs = list(zip(model.critic_scores(real), model.critic_scores(fake)))
+        loss = sum(critic_losses(self.loss_kind, r, f) for r, f in pairs)
+        out = {"gap": sum((r.mean() - f.mean()).detach() for r, f in pairs) / len(pairs)}
         if self.gp_weight > 0:
-            penalty = gradient_penalty(model.critic, real, fake, {})
+            penalty = sum(self._penalty(model, net, real, fake) for net in model.critic)
             loss = loss + self.gp_weight * penalty
             out["penalty"] = penalty.detach()
         return {"loss": loss, **out}
 
+    @staticmethod
+    def _penalty(model: nn.Module, net: nn.Module, real: torch.Tensor, fake: torch.Tensor
+                 ) -> torch.Tensor:
+        """The gradient penalty of one critic on its columns of the codes."""
+        index = list(model.critic).index(net)
+        start, stop = model._critic_parts()[index]
+        return gradient_penalty(net, real[:, start:stop], fake[:, start:stop], {})
+
     def regularization_step(self, model: nn.Module, batch: torch.Tensor
                             ) -> dict[str, torch.Tensor]:
         """``{"loss": λ_r × the generator loss of the codes}``."""
-        d_fake = model.critic_scores(model.codes(batch)[0])
-        return {"loss": self.regularization * generator_loss(self.loss_kind, d_fake)}
+        scores = model.critic_scores(model.codes(batch)[0])
+        loss = sum(generator_loss(self.loss_kind, d_fake) for d_fake in scores)
+        return {"loss": self.regularization * loss}
 
     def validation_loss(self, model: nn.Module, batch: torch.Tensor, **kwargs: Any
                         ) -> torch.Tensor:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyro
 import pyro.distributions as dist
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from ppgen.conditions import Condition, Conditions
@@ -145,7 +146,8 @@ class AAE(GenerativeModel):
     Attributes:
         encoder_net: ``x -> [N, C + L]`` code means (and as many raw scales, Gaussian encoder).
         decoder_net: ``[z, onehot(y)] ->`` the observation head's parameters.
-        critic: the latent critic ``D(code) -> [N, 1]``.
+        critic: the latent critics ``D(code) -> [N, 1]`` (``nn.ModuleList``: one for the
+            code, or one for its class part and one for its style).
         latent_prior: the prior of the whole code (:class:`~ppgen.models.aae_priors.
             LatentPrior`).
 
@@ -166,7 +168,7 @@ class AAE(GenerativeModel):
     #: validation loss, the reconstruction NLL, does not see the prior matching)
     fit_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": {g: {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999]}
-                      for g in ("encoder", "decoder", "critic")},
+                      for g in ("autoencoder", "critic", "encoder")},
         "batch_size": 100, "epochs": 150,
     }
 
@@ -202,7 +204,8 @@ class AAE(GenerativeModel):
         self.encoder_net = mlp([num_dims, *hidden, out], net["dropout"])
         self.decoder_net = mlp([self._decoder_dim(), *hidden[::-1],
                                 self._observation.num_outputs], net["dropout"])
-        self.critic = mlp([code_dim, *net["critic_dims"], 1])
+        self.critic = nn.ModuleList(mlp([stop - start, *net["critic_dims"], 1])
+                                    for start, stop in self._critic_parts())
         self.register_buffer("_one", torch.ones(()), persistent=False)
 
     # ----------------------------------------------------------------- declarations
@@ -304,9 +307,18 @@ class AAE(GenerativeModel):
         nll = F.cross_entropy(logits, y.clamp_min(0), reduction="none")
         return (labelled * nll).sum() / labelled.sum().clamp_min(1.0)
 
-    def critic_scores(self, code: torch.Tensor) -> torch.Tensor:
-        """The latent critic's scores ``[N]`` of codes ``[N, C + L]`` or ``[N, L]``."""
-        return self.critic(code).reshape(len(code))
+    def _critic_parts(self) -> list[tuple[int, int]]:
+        """The code's columns each critic reads: the class part and the style apart (one
+        critic each, as Makhzani et al., Sec. 5), or the whole code."""
+        c, L = self.num_classes, self.latent_dim
+        return [(0, c), (c, c + L)] if self.categorical else [(0, L)]
+
+    def critic_scores(self, code: torch.Tensor) -> list[torch.Tensor]:
+        """The latent critics' scores, ``[N]`` each, of codes ``[N, C + L]`` or ``[N, L]``
+        (one critic of the whole code; the class part and the style apart with a categorical
+        part)."""
+        return [net(code[:, start:stop]).reshape(len(code))
+                for net, (start, stop) in zip(self.critic, self._critic_parts())]
 
     def prior_codes(self, n: int) -> torch.Tensor:
         """``n`` draws of the whole code's prior ``[n, C + L]`` or ``[n, L]``."""

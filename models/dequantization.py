@@ -307,6 +307,14 @@ class Dequantized(GenerativeModel):
         values = {} if y is None else {"y": y}
         self.flow_model.initialize((x + u) / self.num_levels, **values)
 
+    # ----------------------------------------------------------------- representation
+    @torch.no_grad()
+    def encode(self, x: Any) -> torch.Tensor:
+        """The wrapped flow's base-space codes ``[N, D]`` of the bins' midpoints ``(x + 1/2) /
+        K`` (a deterministic code of the levels ``x: [N, D]``)."""
+        x = self.check_data(x).to(self.device)
+        return self.flow_model.encode((x.to(self._one.dtype) + 0.5) / self.num_levels)
+
     # ----------------------------------------------------------------- data
     def check_data(self, x: Any, name: str = "data") -> torch.Tensor:
         """Validate integer levels ``[N, D]`` in ``0..K-1`` (returned as ``long``)."""

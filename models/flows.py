@@ -50,7 +50,7 @@ from ppgen.distributions.flow import FlowDistribution
 from ppgen.distributions.transforms import LogitTransform, alternating_mask
 from ppgen.errors import DataError, ModelError
 from ppgen.models import splines
-from ppgen.models.autoregressive import training_step
+from ppgen.models.autoregressive import eval_mode, training_step
 from ppgen.models.dequantization import Dequantized
 from ppgen.protocol import DistributionModel, GenerativeModel, ModelKind
 
@@ -293,6 +293,26 @@ class FlowModel(DistributionModel, register=False):
             if y is None:
                 fn = fn.expand([n])
             return pyro.sample(self.data_site, fn, obs=x)
+
+    @torch.no_grad()
+    def encode(self, x: Any) -> torch.Tensor:
+        """Base-space codes ``[N, D]``: the flow's data-to-noise map ``f(x)`` (logit
+        pre-transform included; evaluation mode, no gradient), what :func:`ppgen.represent`
+        returns. Images come back flattened.
+
+        Args:
+            x: data ``[N, *event_shape]`` (validated with :meth:`check_data`).
+
+        Raises:
+            ModelError: a class-conditional flow (its code depends on the label).
+        """
+        if self.num_classes is not None:
+            raise ModelError(f"a class-conditional {type(self).__name__}'s base-space code "
+                             "depends on the label, so it is no representation of x alone: "
+                             "encode with an unconditional flow")
+        x = self.check_data(x).to(self.device)
+        with eval_mode(self):
+            return self.flow._transform(x, context=None)[0].reshape(len(x), -1)
 
     def initialize(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         """ActNorm layers take the statistics of this first training batch (Kingma &

@@ -110,6 +110,13 @@ class PPCA(GenerativeModel):
         cov = var * torch.cholesky_inverse(chol)
         return dist.MultivariateNormal(mean, scale_tril=_cholesky(cov))
 
+    @torch.no_grad()
+    def encode(self, x: Any) -> torch.Tensor:
+        """Posterior means ``E[z | x] = M^-1 W^T (x - mu)`` ``[N, L]`` of data ``x: [N, D]``
+        (validated with :meth:`check_data`): what :func:`ppgen.represent` returns."""
+        x = self.check_data(x).to(self.loc.device)
+        return self.posterior(x).mean
+
     def marginal(self) -> dist.MultivariateNormal:
         """``p(x) = N(mu, W W^T + sigma^2 I)``: batch ``[]``, event ``[D]``."""
         cov = self.weight @ self.weight.T + self.variance() * self._eye(self.num_dims)

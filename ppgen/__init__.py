@@ -27,6 +27,7 @@ from ppgen.errors import (
 )
 from ppgen.evaluate import elbo, log_likelihood
 from ppgen.protocol import GenerativeModel, ModelKind
+from ppgen.represent import represent
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "load",
     "log_likelihood",
     "elbo",
+    "represent",
     "GenerativeModel",
     "ModelKind",
     "PpgenError",

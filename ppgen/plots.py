@@ -24,6 +24,7 @@ __all__ = [
     "training_curves",
     "loss_names",
     "latent_scatter",
+    "representation_scatters",
     "points_scatter",
     "density_heatmap",
     "save",
@@ -207,6 +208,69 @@ def _to_2d(z: torch.Tensor) -> np.ndarray:
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
         z = centred @ v[:2].T
     return z.numpy()
+
+
+#: how :func:`representation_scatters` brings features with more than two columns to 2-D
+PROJECTIONS = ("pca", "tsne")
+
+
+def representation_scatters(
+    features: Mapping[str, torch.Tensor | np.ndarray], labels: Any, *, method: str = "tsne",
+    seed: int = 0, title: str | None = None,
+) -> Figure:
+    """One 2-D scatter per model of its features ``[N, F]``, coloured by ``labels`` ``[N]``.
+
+    Features with ``F > 2`` are projected by scikit-learn: ``"tsne"`` (t-SNE, PCA-initialised,
+    seeded) or ``"pca"`` (the first two principal components); ``F <= 2`` is drawn as it is.
+
+    Args:
+        features: ``{model name: [N, F] features}`` (e.g. :func:`ppgen.represent` outputs).
+        labels: ``[N]`` classes (the digit) shared by every panel.
+        method: ``"tsne"`` or ``"pca"``.
+        seed: t-SNE's random state.
+        title: the figure's title.
+
+    Raises:
+        ArgumentError: an unknown method, no features, or features and labels of other lengths.
+    """
+    if method not in PROJECTIONS:
+        raise ArgumentError(f"unknown projection {method!r}: use one of {PROJECTIONS}")
+    if not features:
+        raise ArgumentError("no features to draw: pass {name: [N, F] features}")
+    hue = np.asarray(torch.as_tensor(labels).cpu())
+    cols = min(3, len(features))
+    rows = math.ceil(len(features) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.8 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (name, z) in zip(axes, features.items()):
+        z = np.asarray(torch.as_tensor(z).detach().cpu().double())
+        if len(z) != len(hue):
+            raise ArgumentError(f"{name}: {len(z)} feature rows but {len(hue)} labels")
+        pts, how = _project(z, method, seed)
+        ax.scatter(pts[:, 0], pts[:, 1], c=hue, cmap="tab10", s=5, vmin=-0.5, vmax=9.5)
+        ax.set_title(f"{name} ({z.shape[1]}-d{how})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(features):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _project(z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
+    """``z: [N, F]`` in 2-D, and how it got there (for the panel's title)."""
+    if z.shape[1] <= 2:
+        return _to_2d(torch.as_tensor(z)), ""
+    from sklearn.decomposition import PCA
+
+    if method == "pca":
+        return PCA(2).fit_transform(z), ", PCA"
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, (len(z) - 1) / 3)
+    tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed)
+    return tsne.fit_transform(z), ", t-SNE"
 
 
 def points_scatter(

@@ -9,11 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ppgen.cli import demo, evaluate, fit, options, posterior, runs, sample, score
+from ppgen.cli import demo, evaluate, fit, options, posterior, represent, runs, sample, score
 from ppgen.cli.checks import UsageError
 
 #: the commands, in the order ``ppgen --help`` lists them
-COMMANDS = (fit, evaluate, sample, score, demo, posterior)
+COMMANDS = (fit, evaluate, sample, score, represent, demo, posterior)
 
 
 def build_parser() -> argparse.ArgumentParser:
