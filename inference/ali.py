@@ -25,7 +25,7 @@ joint critic of their own (``model.critic_network()``) that splits the pair.
 
 Example:
     >>> from ppgen.models import BiGAN
-    >>> model = BiGAN(2, latent_dim=2, hidden_dims=(8,), critic_dims=(8,))
+    >>> model = BiGAN(2, latent_dim=2, network={"hidden_dims": (8,), "critic_dims": (8,)})
     >>> ALI().get_config()["loss"]
     'non-saturating'
     >>> history = ppgen.fit(model, x_train, objective=ALI())  # doctest: +SKIP
