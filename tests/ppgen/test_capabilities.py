@@ -79,6 +79,20 @@ def test_zoo_models_declare_their_conditions():
     assert conditional.conditions.of_kind("class") == Condition.classes("y", 4)
     assert not MAF(2, num_layers=1, hidden_features=8).conditions
     assert not ppgen.models.IndependentBernoulli(3).conditions
+    aae = ppgen.models.AAE
+    assert aae(4, variant="supervised", num_classes=3, likelihood="gaussian").conditions.of_kind(
+        "class") == Condition.classes("y", 3)
+    partial = aae(4, variant="semi-supervised", num_classes=3, likelihood="gaussian").conditions
+    assert partial.names == ("y",) and partial.check({"y": [2, -1]}, 2)["y"].tolist() == [2, -1]
+    assert not aae(4, variant="clustering", likelihood="gaussian").conditions
+
+
+def test_an_aaes_kind_follows_its_encoder_and_prior():
+    aae = ppgen.models.AAE
+    assert aae.kind == ModelKind.LATENT  # what the family can be (``ppgen fit --list``)
+    assert aae(4, likelihood="gaussian").kind == ModelKind.LATENT
+    for options in ({"encoder": "deterministic"}, {"prior": "swiss-roll"}):
+        assert aae(4, likelihood="gaussian", **options).kind == ModelKind.IMPLICIT
 
 
 # ----------------------------------------------------------------------------- sample options
