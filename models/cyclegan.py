@@ -77,6 +77,7 @@ class CycleGAN(TranslationModel):
         torch.Size([4])
     """
 
+    name = "cyclegan"
     default_domains = ("original", "bold")
 
     def __init__(

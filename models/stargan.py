@@ -72,6 +72,7 @@ class StarGAN(TranslationModel):
         (torch.Size([5]), torch.Size([5, 3]))
     """
 
+    name = "stargan"
     default_domains = _ALL_DIGIT_DOMAINS
 
     def __init__(

@@ -9,11 +9,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ppgen.cli import demo, evaluate, fit, options, posterior, represent, runs, sample, score
+from ppgen.cli import (
+    demo,
+    evaluate,
+    fit,
+    options,
+    posterior,
+    represent,
+    runs,
+    sample,
+    score,
+    translate,
+)
 from ppgen.cli.checks import UsageError
 
 #: the commands, in the order ``ppgen --help`` lists them
-COMMANDS = (fit, evaluate, sample, score, represent, demo, posterior)
+COMMANDS = (fit, evaluate, sample, score, represent, demo, posterior, translate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", help="model name in kebab case (see --list)")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--data", default="digits", help="digits (default), a toy name, or a .npy/.csv")
+    p.add_argument("--data-b", action="append", default=[], metavar="PATH",
+                   help="translation models: another image domain (.npy/.csv or a folder of "
+                   "PNGs), e.g. --data A.npy --data-b B.npy; on the digits name the domains "
+                   "instead: --data digits-domains:original,bold")
     p.add_argument(
         "--representation",
         choices=["categorical", "binary", "continuous"],
@@ -130,12 +134,12 @@ def _fit(args: argparse.Namespace) -> int:
 
     import ppgen
     from ppgen import plots
-    from ppgen.data import data_record, load_data
+    from ppgen.data import data_record
     from ppgen.protocol import model_class
 
     cls = model_class(args.model)
     options = check_sets(cls, parse_sets(args.set))
-    data = load_data(args.data, args.representation, seed=args.seed)
+    data, options = _load_data(args, cls, options)
     pyro.set_rng_seed(args.seed)  # the initial weights too: same command + seed, same files
     model = _build_model(cls, data.info, options)
     representation = args.representation or data.info.representation or None
@@ -164,6 +168,30 @@ def _fit(args: argparse.Namespace) -> int:
     print(f"trained {model.name} ({len(history)} epochs); best val loss "
           f"{runs.fmt(history.best_val)} at epoch {history.best_epoch}; saved {args.out}/model.pt")
     return 0
+
+
+def _load_data(args: argparse.Namespace, cls, options: dict[str, Any]):
+    """The splits of ``--data`` and the model options they settle: a translation model's
+    domains (and whether the validation data are paired) come from its domain data."""
+    from ppgen.data import load_data
+    from ppgen.models.translation import TranslationModel
+
+    if not issubclass(cls, TranslationModel):
+        if args.data_b:
+            raise UsageError("--data-b gives another image domain to a translation model "
+                             "(cyclegan, stargan); other models take one --data")
+        return load_data(args.data, args.representation, seed=args.seed), options
+    from ppgen.data.domains import DIGIT_DOMAINS_SPEC, load_domains
+
+    if args.representation not in (None, "continuous"):
+        raise UsageError(f"{cls.name} translates images in [0, 1]: leave out --representation "
+                         "(or pass continuous)")
+    spec = DIGIT_DOMAINS_SPEC if args.data == "digits" else args.data
+    named = options.get("domains")
+    if spec.split(":")[0] == DIGIT_DOMAINS_SPEC and ":" not in spec and named is None:
+        named = cls.default_domains
+    data = load_domains(spec, args.data_b, named, seed=args.seed)
+    return data, {**options, "domains": list(data.domains), "paired": data.paired}
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
