@@ -1,6 +1,7 @@
 """Latent models and representations (issue 14): adversarial autoencoders and encoder features.
 
-(a) aae — on the categorical digits (train split, ``fit_defaults`` of ``AAE``, 2-d codes as in
+(a) aae — on the categorical digits (train split, ``fit_defaults`` of ``AAE`` unless ``--epochs``
+    and ``--hidden`` say otherwise (recorded with the results), 2-d codes as in
     Makhzani et al.'s figures): for each prior (``--priors``: gaussian, mixture10, swiss-roll,
     uniform) a Gaussian-encoder AAE; the unbiased squared MMD (median-heuristic Gaussian kernel,
     ``ppgen.metrics.mmd2``) between the test codes ``q(z)`` (encoder means) and as many prior
@@ -90,19 +91,25 @@ def run_aae(args: argparse.Namespace) -> dict:
     out: dict = {"mmd": {}, "floor": {}, "fits": {}}
     for prior in args.priors:
         torch.manual_seed(args.seed)
-        model = AAE.for_data(digits.info, prior=prior, latent_dim=2)
+        model = AAE.for_data(digits.info, prior=prior, latent_dim=2, network=_network(args))
         out["fits"][f"aae-{prior}"] = timed_fit(model, digits, epochs=args.epochs)
         out["mmd"][f"aae-{prior}"] = _mmd(model.encode(test), model.prior_codes(len(test)))
         out["floor"][prior] = _mmd(model.prior_codes(len(test)), model.prior_codes(len(test)))
         print(f"aae {prior}: MMD² {out['mmd'][f'aae-{prior}']:.4f}", flush=True)
     torch.manual_seed(args.seed)
-    vae = VAE.for_data(digits.info, latent_dim=2)
+    vae = VAE.for_data(digits.info, latent_dim=2, hidden_dims=args.hidden or (256, 256))
     out["fits"]["vae"] = timed_fit(vae, digits, epochs=args.epochs)
     out["mmd"]["vae"] = _mmd(vae.encode(test), torch.randn(len(test), 2))
     print(f"vae: MMD² {out['mmd']['vae']:.4f}", flush=True)
     out["semi_supervised"] = semi_supervised(digits, args)
     out["clustering"] = clustering(digits, args)
     return out
+
+
+def _network(args: argparse.Namespace) -> dict | None:
+    """Hidden and critic widths of the AAEs of (a) (``--hidden``; default the model's)."""
+    return None if args.hidden is None else {"hidden_dims": args.hidden,
+                                             "critic_dims": args.hidden}
 
 
 def _mmd(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -112,7 +119,8 @@ def _mmd(a: torch.Tensor, b: torch.Tensor) -> float:
 def semi_supervised(digits, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     labels = few_labels(digits.labels["train"], LABELS_PER_CLASS, args.seed)
-    model = AAE.for_data(digits.info, variant="semi-supervised", latent_dim=8)
+    model = AAE.for_data(digits.info, variant="semi-supervised", latent_dim=8,
+                         network=_network(args))
     fit = timed_fit(model, digits, epochs=args.epochs, labels=labels,
                     val_labels=torch.full((len(digits.val),), -1))
     accuracy = float((model.classify(digits.test) == digits.labels["test"]).float().mean())
@@ -122,7 +130,7 @@ def semi_supervised(digits, args: argparse.Namespace) -> dict:
 
 def clustering(digits, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = AAE.for_data(digits.info, variant="clustering", latent_dim=8)
+    model = AAE.for_data(digits.info, variant="clustering", latent_dim=8, network=_network(args))
     fit = timed_fit(model, digits, epochs=args.epochs)
     accuracy = matched_accuracy(model.classify(digits.test).cpu(), digits.labels["test"])
     print(f"clustering AAE: matched test accuracy {accuracy:.3f}", flush=True)
@@ -266,6 +274,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--priors", nargs="+", default=PRIORS)
     parser.add_argument("--epochs", type=int, help="AAE/VAE epochs in (a) (default: recipe)")
+    parser.add_argument("--hidden", type=int, nargs="+",
+                        help="hidden (and critic) widths of the AAEs and the VAE in (a)")
     parser.add_argument("--models", nargs="+", default=["vae", "aae", "ppca", "maf"])
     parser.add_argument("--max-epochs", type=int, default=150,
                         help="cap on a recipe's epochs in (b)")
