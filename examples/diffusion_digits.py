@@ -8,8 +8,8 @@ objective (``L_hybrid``) through ``ppgen.fit``. Then:
   analytic_kl=True)``: the program's guide is the forward process, so this *is* the diffusion
   bound, ``L_T + sum_t L_{t-1} + L_0``; its terms per step from ``model.bound_terms``;
 * samples from DDIM with 50 steps (``eta = 0``) and from the ancestral program;
-* the reverse chain x_T -> x_0 of the program on a process respaced to 10 steps, read off
-  the Pyro trace;
+* the reverse chain x_T -> x_0 of the program, read off its Pyro trace
+  (``ppgen.reverse_chain``);
 * a save / load round trip.
 
     python examples/diffusion_digits.py                   # about 15 minutes on 2 CPU cores
@@ -24,22 +24,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pyro
 import torch
-from pyro import poutine
 
 import ppgen
 from ppgen import plots
 from ppgen.data import load_digits
 from ppgen.models import ImprovedDDPM
-
-
-def reverse_chain(model: ImprovedDDPM, n: int, steps: int) -> torch.Tensor:
-    """``[n, steps + 1, 64]`` images along the reverse program x_T, ..., x_1, x (levels)."""
-    process = model.sampling_process(steps)
-    with torch.no_grad():
-        trace = poutine.trace(model.reverse_program).get_trace(process, None, n)
-    latent = [trace.nodes[f"x_{s}"]["value"] for s in range(steps, 0, -1)]
-    levels = [(x.clamp(-1, 1) + 1) * 8 for x in latent]  # model space -> the 0..16 scale
-    return torch.stack([*levels, trace.nodes["x"]["value"].float()], dim=1)
+from ppgen.reverse_chain import reverse_chain_figure
 
 
 def main() -> None:
@@ -77,9 +67,7 @@ def main() -> None:
                                 title=f"ancestral, {args.steps} steps"),
                out / "samples-ancestral.png")
 
-    chain = reverse_chain(model, 6, 10)  # six rows: x_T ... x_0 left to right
-    plots.save(plots.image_grid(chain.reshape(-1, 64), (8, 8), ncols=11, vmax=16,
-                                title="reverse chain x_T -> x_0 (10 respaced steps)"),
+    plots.save(reverse_chain_figure(model, n=6, columns=10),  # x_T ... x_0, left to right
                out / "reverse-chain.png")
 
     again = ppgen.load(out / "run" / "model.pt")
