@@ -9,6 +9,8 @@ import each other:
 * :mod:`~ppgen.energy.samplers` — unadjusted and Metropolis-adjusted Langevin, HMC transitions,
   :func:`run_chain`, batched over chains with no host synchronisation;
 * :mod:`~ppgen.energy.buffer` — :class:`ReplayBuffer`, persistent chains with re-initialisation;
+* :mod:`~ppgen.energy.discrete` — Gibbs-with-gradients for categorical data (Grathwohl et al.
+  2021), batched over chains;
 * :mod:`~ppgen.energy.ais` — annealed importance sampling forward and reverse (bidirectional
   Monte Carlo): a bracket on ``log Z``;
 * :mod:`~ppgen.energy.model` — :class:`EnergyModel`, the protocol of energy models as Pyro
@@ -42,6 +44,7 @@ from ppgen.energy.decoder import (
     decoder_log_likelihood,
     gaussian_log_prob,
 )
+from ppgen.energy.discrete import gwg_step, run_gwg
 from ppgen.energy.estimate import (
     energies,
     energy_log_likelihood,
@@ -94,4 +97,6 @@ __all__ = [
     "decoder_ais",
     "decoder_log_likelihood",
     "gaussian_log_prob",
+    "gwg_step",
+    "run_gwg",
 ]
