@@ -267,3 +267,16 @@ def test_stage_ends_and_the_stage_figure():
     fig = plots.stage_samples(rows, (8, 8), vmax=1.0)
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
     assert labels == ["2x2", "4x4", "8x8"] and len(fig.axes) == 15
+
+
+def test_the_example_snapshots_each_stage_of_one_run(tmp_path):
+    """examples/progressive_gan_digits.py on a tiny budget: 16 steps a stage, 3 epochs."""
+    from testkit import load_example
+
+    example = load_example("progressive_gan_digits")
+    model, rows = example.grow(tmp_path, epochs=3, stage_steps=16, fade_steps=8, channels=4,
+                               latent_dim=4)
+    assert list(rows) == ["2x2", "4x4", "8x8"] and model.stage == 2
+    assert all(images.shape == (10, 64) for images in rows.values())
+    first = rows["2x2"].reshape(10, 8, 8)
+    assert torch.equal(first, first[:, ::4, ::4].repeat_interleave(4, 1).repeat_interleave(4, 2))
