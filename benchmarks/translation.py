@@ -59,12 +59,11 @@ from ppgen.models import CycleGAN, StarGAN  # noqa: E402
 ALL = tuple(DIGIT_DOMAINS)
 #: the training recipe of each task: domains, model, constructor options, engine options
 TASKS = {
-    "inverted": (("original", "inverted"), CycleGAN, {}, {"epochs": 15, "patience": 5}),
-    "bold": (("original", "bold"), CycleGAN, {}, {"epochs": 15, "patience": 5}),
+    "inverted": (("original", "inverted"), CycleGAN, {}, {"epochs": 20, "patience": 6}),
+    "bold": (("original", "bold"), CycleGAN, {}, {"epochs": 20, "patience": 6}),
     "rotated": (("original", "rotated"), CycleGAN, {"network": {"dense": True}},
-                {"epochs": 15, "patience": 5}),
-    "stargan": (ALL, StarGAN, {"network": {"dense": True}, "lr": 5e-4},
-                {"epochs": 30, "patience": 8}),
+                {"epochs": 20, "patience": 6}),
+    "stargan": (ALL, StarGAN, {"network": {"dense": True}}, {"epochs": 30, "patience": 8}),
 }
 #: the inverse of each invertible domain (levels [N, 8, 8]), for the content classifier
 INVERSE = {"original": lambda x: x, "inverted": lambda x: 16 - x,

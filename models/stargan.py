@@ -63,7 +63,8 @@ class StarGAN(TranslationModel):
         class_weight: ``λ_cls`` of the domain classification loss.
         cycle_weight: ``λ_rec`` of the reconstruction loss.
         paired: the validation data are paired (see :class:`~ppgen.models.CycleGAN`).
-        lr: Adam's rate for both players.
+        lr: Adam's rate for both players (the paper's 1e-4 over 200k iterations; 5e-4 for the
+            digits' CPU budget).
 
     Example:
         >>> model = StarGAN(("a", "b", "c"), (8, 8), network={"channels": 4, "num_blocks": 1})
@@ -86,7 +87,7 @@ class StarGAN(TranslationModel):
         class_weight: float = 1.0,
         cycle_weight: float = 10.0,
         paired: bool = False,
-        lr: float = 1e-4,
+        lr: float = 5e-4,
     ) -> None:
         super().__init__()
         shape = self._setup(domains, image_shape, network, paired)
@@ -116,7 +117,7 @@ class StarGAN(TranslationModel):
         the validation error."""
         group = {"name": "adam", "lr": self.lr, "betas": [0.5, 0.999]}
         return {"optimizer": {"generator": dict(group), "critic": dict(group)},
-                "batch_size": 32, "epochs": 100, "patience": 20}
+                "batch_size": 32, "epochs": 60, "patience": 10}
 
     def translate_rows(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``G(x, onehot(target))`` ``[N, D]``."""

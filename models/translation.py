@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TranslationModel", "ResnetGenerator", "GENERATOR_NETWORK"]
 
-#: the default options of the translation generators (``network=``)
-GENERATOR_NETWORK: dict[str, Any] = {"channels": 16, "num_blocks": 2, "dense": False}
+#: the options of the translation generators (``network=``) and their defaults; each model
+#: class overrides them in ``generator_defaults``
+GENERATOR_NETWORK: dict[str, Any] = {"channels": 16, "num_blocks": 1, "dense": False}
 
 
 def _norm(channels: int) -> nn.Module:
@@ -86,7 +87,10 @@ class ResnetGenerator(nn.Module):
     (half size) → ``num_blocks`` residual blocks → a transposed convolution back to ``c``
     channels at full size → 3x3 convolution to ``C`` channels → sigmoid. Instance
     normalisation and ReLU after every convolution but the last, as in both papers (their
-    7x7 stems and two down-samplings shrink to 3x3 and one for 8x8 digits).
+    7x7 stems and two down-samplings shrink to 3x3 and one for 8x8 digits). The last
+    convolution also reads the input (a U-Net-style skip at full size, not in the papers'
+    generators): pixel-wise maps such as an inversion are then one layer away, which on the
+    digits' small training budgets is the difference between translating and not.
 
     Args:
         shape: ``(C, H, W)`` with ``H`` and ``W`` even.
@@ -108,15 +112,16 @@ class ResnetGenerator(nn.Module):
             nn.Conv2d(channels, 2 * channels, 4, 2, 1), _norm(2 * channels), nn.ReLU(), *mix,
             *[_ResidualBlock(2 * channels) for _ in range(num_blocks)],
             nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1), _norm(channels), nn.ReLU(),
-            nn.Conv2d(channels, c_in, 3, padding=1), nn.Sigmoid(),
         )
+        self.out = nn.Sequential(nn.Conv2d(channels + c_in + extra, c_in, 3, padding=1),
+                                 nn.Sigmoid())
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = x.reshape(-1, *self.shape)
         if self.extra:
             maps = extra.to(h.dtype)[:, :, None, None].expand(-1, -1, *self.shape[1:])
             h = torch.cat([h, maps], dim=1)
-        return self.net(h).reshape(len(x), -1)
+        return self.out(torch.cat([self.net(h), h], dim=1)).reshape(len(x), -1)
 
 
 class TranslationModel(GenerativeModel, register=False):
@@ -130,6 +135,8 @@ class TranslationModel(GenerativeModel, register=False):
     default_objective = "translation"
     #: the domains a model is built for when none are named (``for_data`` without ``domains``)
     default_domains: ClassVar[tuple[str, ...]] = ()
+    #: the generator's network options unless ``network`` says otherwise
+    generator_defaults: ClassVar[dict[str, Any]] = GENERATOR_NETWORK
 
     domains: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -153,8 +160,8 @@ class TranslationModel(GenerativeModel, register=False):
 
     @property
     def options(self) -> dict[str, Any]:
-        """The generator's network options (:data:`GENERATOR_NETWORK` with ``network``)."""
-        return {**GENERATOR_NETWORK, **(self.network or {})}
+        """The generator's network options (:attr:`generator_defaults` with ``network``)."""
+        return {**self.generator_defaults, **(self.network or {})}
 
     @property
     def num_domains(self) -> int:
