@@ -79,6 +79,19 @@ def test_zoo_models_declare_their_conditions():
     assert conditional.conditions.of_kind("class") == Condition.classes("y", 4)
     assert not MAF(2, num_layers=1, hidden_features=8).conditions
     assert not ppgen.models.IndependentBernoulli(3).conditions
+
+
+def test_the_hierarchical_and_conditional_vaes_declare_theirs():
+    zoo = ppgen.models
+    cvae = zoo.CVAE(4, num_classes=3, latent_dim=2, hidden_dims=(4,), likelihood="bernoulli")
+    assert cvae.conditions.of_kind("class") == Condition.classes("y", 3)
+    assert cvae.kind == ModelKind.LATENT and not cvae.sample_options
+    ladder = zoo.LadderVAE(4, (2, 2), (4, 4), likelihood="bernoulli")
+    assert not ladder.conditions and ladder.kind == ModelKind.LATENT
+    structured = zoo.StructuredCVAE(4, 2, 2, (4,), likelihood="bernoulli")
+    assert not structured.conditions and structured.sample_options == {"observed": None}
+    with pytest.raises(ModelError, match="valid options: observed"):
+        structured.sample(2, y=1)
     aae = ppgen.models.AAE
     assert aae(4, variant="supervised", num_classes=3, likelihood="gaussian").conditions.of_kind(
         "class") == Condition.classes("y", 3)
