@@ -22,7 +22,8 @@ closed-form Gaussian KL of every layer given the draw of the layer above, and
 ``ppgen.log_likelihood`` is the importance-weighted estimate. The observation model is the
 VAE's (:class:`~ppgen.models.vae.ObservationHead`: categorical with a discretised-logistic
 head, Bernoulli or Gaussian). The default training objective is the VAE's
-importance-weighted bound.
+importance-weighted bound; the paper's KL warm-up is the objective ``"elbo-warmup"``
+(:class:`~ppgen.inference.WarmupELBO`, option ``warmup_epochs``).
 
 Example:
     >>> import torch

@@ -177,3 +177,37 @@ def test_the_command_line_fits_it_on_the_digits(tmp_path):
     assert code == 0
     model = ppgen.load(out / "model.pt")
     assert model.name == "ladder-vae" and model.sample(2).shape == (2, 64)
+
+
+# ----------------------------------------------------------------------------- KL warm-up
+def test_the_warm_up_weights_the_kl_terms_linearly():
+    """Same draws (same seed): ``ELBO_beta = reconstruction - beta KL`` is linear in beta, so
+    beta = 1/2 sits halfway between beta = 0 (the reconstruction alone) and beta = 1."""
+    from ppgen.inference.warmup import latent_scale
+
+    lvae, marginal = _linear_gaussian()
+    x = marginal.sample((4,))
+    values = {}
+    for beta in (0.0, 0.5, 1.0):
+        torch.manual_seed(3)
+        with latent_scale(beta):
+            values[beta] = ppgen.elbo(lvae, x, num_particles=50, analytic_kl=True)
+    torch.manual_seed(3)
+    assert torch.equal(values[1.0], ppgen.elbo(lvae, x, num_particles=50, analytic_kl=True))
+    assert torch.allclose(values[0.5], (values[0.0] + values[1.0]) / 2, atol=1e-4)
+    assert (values[0.0] > values[1.0]).all()  # the KL terms are positive
+
+
+def test_the_warm_up_objective_schedules_the_weight_and_trains():
+    from ppgen.inference import make_objective
+    from ppgen.objective import StepContext
+
+    objective = make_objective("elbo-warmup", warmup_epochs=4)
+    weights = [objective.kl_weight(StepContext(step=0, epoch=e, update=("model",)))
+               for e in (1, 2, 4, 9)]
+    assert weights == [0.25, 0.5, 1.0, 1.0]
+    assert objective.get_config()["warmup_epochs"] == 4
+    lvae = _small(likelihood="bernoulli", num_levels=None)
+    x = torch.bernoulli(torch.full((20, 8), 0.3))
+    history = ppgen.fit(lvae, x, epochs=2, objective=objective, progress=False, seed=0)
+    assert len(history) == 2
