@@ -34,7 +34,7 @@ from ppgen.energy.samplers import SAMPLERS
 from ppgen.errors import ModelError
 from ppgen.objective import Objective
 
-__all__ = ["ContrastiveDivergence", "CONTRASTIVE_OBJECTIVES"]
+__all__ = ["ContrastiveDivergence", "CONTRASTIVE_OBJECTIVES", "validation_log_z"]
 
 
 def _energy_model(model: Any) -> EnergyModel:
@@ -43,6 +43,17 @@ def _energy_model(model: Any) -> EnergyModel:
                          f"EnergyModel, e.g. EBM); {type(model).__name__} is not one: choose "
                          "its own objective (model.default_objective)")
     return model
+
+
+def validation_log_z(model: EnergyModel, device: torch.device, distributions: int, chains: int,
+                     seed: int | None) -> torch.Tensor:
+    """``log Ẑ`` of a short forward AIS run (``distributions`` steps, ``chains`` chains, the
+    same ``seed`` every epoch: common random numbers), the validation NLL's normaliser."""
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    settings = model.ais_settings().with_(num_distributions=distributions)
+    return log_partition(model, chains, settings=settings, generator=generator).log_z
 
 
 class ContrastiveDivergence(Objective):
@@ -134,12 +145,8 @@ class ContrastiveDivergence(Objective):
         return self.validation_loss(model, data).mean()
 
     def _log_z(self, model: EnergyModel, device: torch.device) -> torch.Tensor:
-        generator = None
-        if self.validation_seed is not None:
-            generator = torch.Generator(device=device).manual_seed(self.validation_seed)
-        settings = model.ais_settings().with_(num_distributions=self.validation_distributions)
-        return log_partition(model, self.validation_chains, settings=settings,
-                             generator=generator).log_z
+        return validation_log_z(model, device, self.validation_distributions,
+                                self.validation_chains, self.validation_seed)
 
     def get_config(self) -> dict:
         return {"name": self.name, "steps": self.steps, "step_size": self.step_size,
