@@ -100,37 +100,44 @@ def digits_run(args: argparse.Namespace) -> None:
         write_results(args.name, {"encoder": args.encoder, "epochs_cap": args.epochs,
                                   "floor": {k: float(floor[k]) for k in SAMPLE_KEYS},
                                   "probe_pixels": pixels, "runs": runs}, args.seeds)
-    print(digits_table(read_results(args.name)))
+    print(digits_table([read_results(args.name)]))
 
 
-def digits_table(result: dict) -> str:
-    """Sample metrics beside DCGAN's and the floor; the linear probes."""
-    runs, keys = result["runs"], SAMPLE_KEYS[:-1]
+def digits_table(results: list[dict]) -> str:
+    """Sample metrics beside DCGAN's and the floor, one BiGAN row per encoder (the runs of
+    every file with that encoder); the linear probes."""
+    by_encoder: dict[str, list[dict]] = {}
+    caps: dict[str, int] = {}
+    for result in results:
+        by_encoder.setdefault(result["encoder"], []).extend(result["runs"])
+        caps[result["encoder"]] = result["epochs_cap"]
+    first, keys = results[0], SAMPLE_KEYS[:-1]
     fmt = {"fd": "{:.3f}", "kid": "{:.4f}"}
-    rows = [["real (val 350 vs test 447)", *[fmt.get(k, "{:.3f}").format(result["floor"][k])
+    rows = [["real (val 350 vs test 447)", *[fmt.get(k, "{:.3f}").format(first["floor"][k])
                                              for k in keys], "10", "—", "—"]]
     dcgan = _dcgan_reference()
     if dcgan:
         rows.append(["DCGAN (sample-quality-a, seed 0, full recipe)",
                      *[fmt.get(k, "{:.3f}").format(dcgan[k]) for k in keys],
                      str(dcgan["classes_hit"]), str(dcgan["epochs"]), "—"])
-    rows.append([f"BiGAN ({result['encoder']} encoder, ALI, {len(runs)} seeds)",
-                 *[mean_sd([r[k] for r in runs], fmt.get(k, "{:.3f}")) for k in keys],
-                 mean_sd([r["classes_hit"] for r in runs], "{:.1f}"),
-                 mean_sd([r["epochs"] for r in runs], "{:.0f}") + f" (cap {result['epochs_cap']})",
-                 mean_sd([r["seconds"] / 60 for r in runs], "{:.1f}")])
+    probes = [["raw pixels (64)", f"{first['probe_pixels']:.3f}"]]
+    for encoder, runs in by_encoder.items():
+        name = f"BiGAN, {encoder} encoder ({len(runs)} seeds)"
+        rows.append([name, *[mean_sd([r[k] for r in runs], fmt.get(k, "{:.3f}")) for k in keys],
+                     mean_sd([r["classes_hit"] for r in runs], "{:.1f}"),
+                     mean_sd([r["epochs"] for r in runs], "{:.0f}") + f" (cap {caps[encoder]})",
+                     mean_sd([r["seconds"] / 60 for r in runs], "{:.1f}")])
+        probes += [[f"{name}: untrained encoder (16)",
+                    mean_sd([r["probe_untrained"] for r in runs], "{:.3f}")],
+                   [f"{name}: trained encoder (16)", mean_sd([r["probe"] for r in runs],
+                                                             "{:.3f}")],
+                   [f"{name}: reconstruction MSE of G(E(x))",
+                    mean_sd([r["reconstruction_mse"] for r in runs], "{:.4f}")]]
     header = ["model", "FD", "KID", "precision", "recall", "density", "coverage",
               "classes hit", "epochs", "minutes"]
-    samples = markdown_table(header, rows)
-    probes = markdown_table(
-        ["features (linear probe: logistic regression, train → test)", "test accuracy"],
-        [["raw pixels (64)", f"{result['probe_pixels']:.3f}"],
-         ["untrained BiGAN encoder (16)", mean_sd([r["probe_untrained"] for r in runs],
-                                                  "{:.3f}")],
-         ["BiGAN encoder (16)", mean_sd([r["probe"] for r in runs], "{:.3f}")],
-         ["reconstruction MSE of G(E(x)) (test)", mean_sd([r["reconstruction_mse"]
-                                                           for r in runs], "{:.4f}")]])
-    return samples + "\n\n" + probes
+    probe_header = ["features (linear probe: logistic regression, train → test)",
+                    "test accuracy"]
+    return markdown_table(header, rows) + "\n\n" + markdown_table(probe_header, probes)
 
 
 def _dcgan_reference() -> dict | None:
@@ -263,7 +270,7 @@ def avb_table(result: dict) -> str:
 
 # --------------------------------------------------------------------------- the command
 def table(args: argparse.Namespace) -> None:
-    print(digits_table(read_results(args.digits)))
+    print(digits_table([read_results(name) for name in args.digits]))
     print()
     print(avb_table(read_results(args.avb)))
 
@@ -281,7 +288,8 @@ def main() -> None:
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--name", default="avb-conjugate")
     t = sub.add_parser("table")
-    t.add_argument("--digits", default="bigan-digits")
+    t.add_argument("--digits", nargs="+", default=["bigan-digits", "bigan-digits-stochastic",
+                                                   "bigan-digits-stochastic-s12"])
     t.add_argument("--avb", default="avb-conjugate")
     args = parser.parse_args()
     torch.set_num_threads(1)
