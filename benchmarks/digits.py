@@ -6,6 +6,7 @@ importance-weighted estimate with K = 1000 (and the âˆ’ELBO) for latent models â
 
     python benchmarks/digits.py                       # everything, 3 seeds
     python benchmarks/digits.py --models vae --seeds 0
+    python benchmarks/digits.py --merge digits-a digits-b --name digits-ab   # one table of both
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import read_results, write_results  # noqa: E402
 
 import ppgen  # noqa: E402
 import ppgen.models  # noqa: E402,F401
@@ -33,7 +34,7 @@ from ppgen.protocol import model_class  # noqa: E402
 SUITE = {
     "categorical": [
         "independent-categorical", "markov-chain", "vae", "fvsbn", "nade", "made", "pixelcnn",
-        "vae-iaf-flow-prior", "pixelrnn",
+        "vae-iaf-flow-prior", "pixelrnn", "ladder-vae",
     ],
     "binary": [
         "independent-bernoulli", "markov-chain", "vae", "fvsbn", "nade", "made", "pixelcnn",
@@ -99,6 +100,24 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def merged(names: list[str]) -> dict:
+    """The runs of several result files (e.g. seeds run in parallel processes), by row."""
+    results: dict = {}
+    for name in names:
+        for key, runs in read_results(name)["runs"].items():
+            results.setdefault(tuple(key.split("/", 1)), []).extend(runs)
+    return results
+
+
+def record(results: dict, name: str, seeds: list[int]) -> None:
+    """Print the table of ``results`` and write it with the runs to ``results/<name>.json``."""
+    print()
+    print(table(results))
+    payload = {"table": table(results),
+               "runs": {f"{rep}/{row}": runs for (rep, row), runs in results.items()}}
+    print(f"\nwritten {write_results(name, payload, seeds)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -107,7 +126,13 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--name", default="digits", help="results file name")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS",
+                        help="train nothing: one table of the runs in these result files")
     args = parser.parse_args()
+    if args.merge:
+        results = merged(args.merge)
+        record(results, args.name, sorted({r["seed"] for runs in results.values() for r in runs}))
+        return
     results: dict = {}
     for rep in args.representations:
         digits = load_digits(rep)
@@ -120,11 +145,7 @@ def main() -> None:
             results[(rep, name)] = [run_one(name, digits, s, args.device, args.particles)
                                     for s in seeds]
             print(f"{rep:<12} {name:<24} {summarise(results[(rep, name)], 'nll')}", flush=True)
-    print()
-    print(table(results))
-    payload = {"table": table(results),
-               "runs": {f"{rep}/{name}": runs for (rep, name), runs in results.items()}}
-    print(f"\nwritten {write_results(args.name, payload, args.seeds)}")
+    record(results, args.name, args.seeds)
 
 
 if __name__ == "__main__":
