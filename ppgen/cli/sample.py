@@ -65,7 +65,30 @@ def run(args: argparse.Namespace) -> int:
     if npy is not None:
         runs.atomic(npy, lambda f: np.save(f, samples.numpy()))
     print(f"wrote {args.num_samples} samples to {out}" + (f" and {args.npy}" if args.npy else ""))
+    if _is_energy(model):
+        chains = out.with_name(f"{out.stem}-chains{out.suffix}")
+        _plot_chains(model, extra, chains, options)
+        print(f"wrote the sampling chains (a row of snapshots per chain) to {chains}")
     return 0
+
+
+def _is_energy(model) -> bool:
+    from ppgen.protocol import ModelKind
+
+    return model.kind == ModelKind.ENERGY
+
+
+def _plot_chains(model, extra: dict, out: Path, options: dict[str, Any]) -> None:
+    """An energy model's Langevin chains evolving (:mod:`ppgen.langevin_chain`)."""
+    from ppgen import plots
+    from ppgen.langevin_chain import langevin_chain_figure
+
+    info = extra.get("info") or {}
+    shape = info.get("image_shape")
+    if not shape and model.num_dims != 2:
+        return  # no picture of a chain in D > 2 without images
+    vmax = 1 if info.get("likelihood") == "continuous" else None
+    plots.save(langevin_chain_figure(model, 6, 10, shape, vmax=vmax, **options), out)
 
 
 def _class_rows(model, n: int, options: dict[str, Any]) -> tuple[int, list[str]] | None:
