@@ -119,7 +119,7 @@ def _values(runs: list[dict], key: str) -> list[float]:
 def cvae_results_table(names: list[str]) -> str:
     """Label accuracy, conditional NLL and −ELBO of the CVAE, then its NLL per class."""
     header = ["model", "seeds", "draws classified as their label",
-              f"target ≥ {LABEL_TARGET:.2f}", "test −log p(x | y) (IWAE-1000)", "−ELBO",
+              f"target ≥ {LABEL_TARGET:.2f}", "test −log p(x ∣ y) (IWAE-1000)", "−ELBO",
               "epochs"]
     rows, per_class, refs = [], [], set()
     for name in names:
@@ -136,13 +136,13 @@ def cvae_results_table(names: list[str]) -> str:
     table = markdown_table(header, rows)
     classes = markdown_table(["model", *(f"digit {c}" for c in range(10))], per_class)
     return (f"{table}\n\nthe digits classifier on the real test images: "
-            f"{', '.join(sorted(refs))}\n\ntest −log p(x | y) per class (IWAE-1000, nats):\n\n"
+            f"{', '.join(sorted(refs))}\n\ntest −log p(x ∣ y) per class (IWAE-1000, nats):\n\n"
             f"{classes}")
 
 
 def structured_results_table(names: list[str]) -> str:
     """Conditional NLL of the bottom half given the top and the completion accuracy."""
-    header = ["model", "seeds", "test −log p(bottom | top) (IWAE-1000)", "−ELBO",
+    header = ["model", "seeds", "test −log p(bottom ∣ top) (IWAE-1000)", "−ELBO",
               "completions classified as the true digit", "epochs"]
     rows = []
     for name in names:
