@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -211,14 +212,16 @@ def _scatter(features: dict, digits, args: argparse.Namespace) -> None:
 
     fig = plots.representation_scatters(features, digits.labels["test"], seed=args.seed,
                                         title="test features, coloured by digit")
-    plots.save(fig, RESULTS / f"latent-scatter-seed{args.seed}.png")
+    tag = f"-{args.tag}" if args.tag else ""
+    plots.save(fig, RESULTS / f"latent-scatter{tag}-seed{args.seed}.png")
 
 
 # ----------------------------------------------------------------------------- (c) tables
 def _results(kind: str) -> list[dict]:
+    """Every result file of ``kind`` (``latent-KIND[-TAG]-seedS.json``), in name order."""
     import json
 
-    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"latent-{kind}-seed*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"latent-{kind}*seed*.json"))]
 
 
 def aae_table() -> str:
@@ -251,21 +254,27 @@ def represent_table() -> str:
     runs = _results("represent")
     if not runs:
         return "(no latent-represent results yet)"
+    by_seed: dict[tuple[str, int], dict] = {}  # a (model, seed) counts once over the files
+    for run in runs:
+        for name, probe in run["probes"].items():
+            by_seed.setdefault((name, run["seed"]), probe)
     rows = []
-    for name in runs[0]["probes"]:
-        have = [r["probes"][name] for r in runs if name in r["probes"]]
+    for name in dict.fromkeys(name for name, _ in by_seed):
+        have = [p for (n, _), p in by_seed.items() if n == name]
         rows.append([name, str(have[0]["features"]),
-                     *(mean_sd([h[k] for h in have], "{:.3f}") for k in ("linear", "knn", "semi"))])
+                     *(mean_sd([h[k] for h in have], "{:.3f}") for k in ("linear", "knn", "semi")),
+                     str(len(have))])
     table = markdown_table(["representation", "F", "linear probe", "5-NN",
-                            "10 labels per class"], rows)
+                            "10 labels per class", "seeds"], rows)
     return "\n".join([table, "", _provenance(runs)])
 
 
 def _provenance(runs: list[dict]) -> str:
-    seeds = ", ".join(str(r["seed"]) for r in runs)
-    first = runs[0]
-    return (f"Seeds {seeds} (mean ± sd); commit {first['commit']}, {first['machine']}; "
-            f"`{first['command']}`.")
+    seeds = ", ".join(sorted({str(r["seed"]) for r in runs}))
+    commands = dict.fromkeys(
+        "`{}` (commit {})".format(re.sub(r"--seed \d+", "--seed S", r["command"]), r["commit"])
+        for r in runs)
+    return f"Seeds {seeds} (mean ± sd); {runs[0]['machine']}; " + "; ".join(commands) + "."
 
 
 def main() -> None:
@@ -281,6 +290,8 @@ def main() -> None:
                         help="cap on a recipe's epochs in (b)")
     parser.add_argument("--figure", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tag", help="results file latent-WHAT-TAG-seedS.json (more models of "
+                        "(b) run apart; the table merges them by seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.what == "table":
@@ -289,7 +300,8 @@ def main() -> None:
         return
     run = run_aae if args.what == "aae" else run_represent
     payload = {"benchmark": f"latent-{args.what}", "options": vars(args), **run(args)}
-    path = write_results(f"latent-{args.what}-seed{args.seed}", payload, args.seed)
+    tag = f"-{args.tag}" if args.tag else ""
+    path = write_results(f"latent-{args.what}{tag}-seed{args.seed}", payload, args.seed)
     print(f"wrote {path}")
 
 
