@@ -20,7 +20,10 @@
     of AVB's critic against the true log q(z|x) - log p(z).
 (c) table — the Markdown tables of benchmarks/RESULTS.md from the result files.
 
-    python benchmarks/bigan.py digits --seeds 0 1 2 --epochs 60
+    python benchmarks/bigan.py digits --seeds 0 1 2 --epochs 80
+    python benchmarks/bigan.py digits --seeds 0 --epochs 80 --encoder stochastic \\
+        --name bigan-digits-stochastic       # and --seeds 1 2 --name bigan-digits-stochastic-s12
+    python benchmarks/bigan.py digits --seeds 0 --epochs 200 --name bigan-digits-long
     python benchmarks/bigan.py avb --seeds 0 1 2
     python benchmarks/bigan.py table
 """
@@ -39,7 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, mean_sd, read_results, write_results  # noqa: E402
+from common import RESULTS, markdown_table, mean_sd, read_results, write_results  # noqa: E402
 
 import ppgen  # noqa: E402
 from ppgen.data import load_digits  # noqa: E402
@@ -104,13 +107,12 @@ def digits_run(args: argparse.Namespace) -> None:
 
 
 def digits_table(results: list[dict]) -> str:
-    """Sample metrics beside DCGAN's and the floor, one BiGAN row per encoder (the runs of
-    every file with that encoder); the linear probes."""
-    by_encoder: dict[str, list[dict]] = {}
-    caps: dict[str, int] = {}
+    """Sample metrics beside DCGAN's and the floor, one BiGAN row per encoder and epoch cap
+    (the runs of every file with those); the linear probes."""
+    by_recipe: dict[tuple[str, int], list[dict]] = {}
     for result in results:
-        by_encoder.setdefault(result["encoder"], []).extend(result["runs"])
-        caps[result["encoder"]] = result["epochs_cap"]
+        key = (result["encoder"], result["epochs_cap"])
+        by_recipe.setdefault(key, []).extend(result["runs"])
     first, keys = results[0], SAMPLE_KEYS[:-1]
     fmt = {"fd": "{:.3f}", "kid": "{:.4f}"}
     rows = [["real (val 350 vs test 447)", *[fmt.get(k, "{:.3f}").format(first["floor"][k])
@@ -121,11 +123,12 @@ def digits_table(results: list[dict]) -> str:
                      *[fmt.get(k, "{:.3f}").format(dcgan[k]) for k in keys],
                      str(dcgan["classes_hit"]), str(dcgan["epochs"]), "—"])
     probes = [["raw pixels (64)", f"{first['probe_pixels']:.3f}"]]
-    for encoder, runs in by_encoder.items():
-        name = f"BiGAN, {encoder} encoder ({len(runs)} seeds)"
+    for (encoder, cap), runs in by_recipe.items():
+        seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
+        name = f"BiGAN, {encoder} encoder, cap {cap} ({seeds})"
         rows.append([name, *[mean_sd([r[k] for r in runs], fmt.get(k, "{:.3f}")) for k in keys],
                      mean_sd([r["classes_hit"] for r in runs], "{:.1f}"),
-                     mean_sd([r["epochs"] for r in runs], "{:.0f}") + f" (cap {caps[encoder]})",
+                     mean_sd([r["epochs"] for r in runs], "{:.0f}"),
                      mean_sd([r["seconds"] / 60 for r in runs], "{:.1f}")])
         probes += [[f"{name}: untrained encoder (16)",
                     mean_sd([r["probe_untrained"] for r in runs], "{:.3f}")],
@@ -270,7 +273,8 @@ def avb_table(result: dict) -> str:
 
 # --------------------------------------------------------------------------- the command
 def table(args: argparse.Namespace) -> None:
-    print(digits_table([read_results(name) for name in args.digits]))
+    found = [name for name in args.digits if (RESULTS / f"{name}.json").exists()]
+    print(digits_table([read_results(name) for name in found]))
     print()
     print(avb_table(read_results(args.avb)))
 
@@ -288,8 +292,9 @@ def main() -> None:
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--name", default="avb-conjugate")
     t = sub.add_parser("table")
-    t.add_argument("--digits", nargs="+", default=["bigan-digits", "bigan-digits-stochastic",
-                                                   "bigan-digits-stochastic-s12"])
+    t.add_argument("--digits", nargs="+", help="result files (those that exist are read)",
+                   default=["bigan-digits", "bigan-digits-stochastic",
+                            "bigan-digits-stochastic-s12", "bigan-digits-long"])
     t.add_argument("--avb", default="avb-conjugate")
     args = parser.parse_args()
     torch.set_num_threads(1)
