@@ -115,13 +115,18 @@ class ResnetGenerator(nn.Module):
         )
         self.out = nn.Sequential(nn.Conv2d(channels + c_in + extra, c_in, 3, padding=1),
                                  nn.Sigmoid())
+        # the extra inputs again after the first normalisation, as a shift of its channels:
+        # a constant input channel is all but removed by instance normalisation
+        self.shift = nn.Linear(extra, channels) if extra else None
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         h = x.reshape(-1, *self.shape)
-        if self.extra:
-            maps = extra.to(h.dtype)[:, :, None, None].expand(-1, -1, *self.shape[1:])
-            h = torch.cat([h, maps], dim=1)
-        return self.out(torch.cat([self.net(h), h], dim=1)).reshape(len(x), -1)
+        if self.shift is None:
+            return self.out(torch.cat([self.net(h), h], dim=1)).reshape(len(x), -1)
+        maps = extra.to(h.dtype)[:, :, None, None].expand(-1, -1, *self.shape[1:])
+        h = torch.cat([h, maps], dim=1)
+        first = self.net[1](self.net[0](h)) + self.shift(extra.to(h.dtype))[:, :, None, None]
+        return self.out(torch.cat([self.net[2:](first), h], dim=1)).reshape(len(x), -1)
 
 
 class TranslationModel(GenerativeModel, register=False):
