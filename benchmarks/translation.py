@@ -59,8 +59,8 @@ from ppgen.models import CycleGAN, StarGAN  # noqa: E402
 ALL = tuple(DIGIT_DOMAINS)
 #: the training recipe of each task: domains, model, constructor options, engine options
 TASKS = {
-    "inverted": (("original", "inverted"), CycleGAN, {}, {"epochs": 20, "patience": 6}),
-    "bold": (("original", "bold"), CycleGAN, {}, {"epochs": 20, "patience": 6}),
+    "inverted": (("original", "inverted"), CycleGAN, {}, {"epochs": 40, "patience": 8}),
+    "bold": (("original", "bold"), CycleGAN, {}, {"epochs": 40, "patience": 8}),
     "rotated": (("original", "rotated"), CycleGAN, {"network": {"dense": True}},
                 {"epochs": 20, "patience": 6}),
     "stargan": (ALL, StarGAN, {"network": {"dense": True}}, {"epochs": 30, "patience": 8}),
