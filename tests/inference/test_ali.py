@@ -42,10 +42,12 @@ def test_the_trained_critic_is_the_log_density_ratio_of_the_two_joints():
     torch.manual_seed(0)
     pair = ProgramPair(gaussian_model, gaussian_guide, event_shape=(1,))
     objective = ALI(critic=mlp_critic(2))
+    with torch.no_grad():  # 600 batches of 256 pairs of each kind, drawn in one run
+        enc, gen = joint_pairs(pair, torch.randn(600 * 256, 1), {})
     opt = torch.optim.Adam(objective.critic.parameters(), lr=3e-3)
-    critic_update = StepContext(0, 1, ("critic",))
-    for _ in range(600):
-        loss = objective.losses(pair, torch.randn(256, 1), critic_update)["loss"]
+    for rows in torch.arange(len(enc)).split(256):
+        d_enc, d_gen = objective.critic(enc[rows]), objective.critic(gen[rows])
+        loss = critic_losses(objective.loss_kind, d_enc.squeeze(1), d_gen.squeeze(1))
         opt.zero_grad()
         loss.backward()
         opt.step()
