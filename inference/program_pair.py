@@ -180,7 +180,7 @@ def latent_names(model_values: dict[str, Any], guide_tr: poutine.Trace, data_sit
     return names
 
 
-def _data_dim(site: dict[str, Any], n: int, owner: str) -> int:
+def _data_dim(site: dict[str, Any], owner: str) -> int:
     for frame in site["cond_indep_stack"]:
         if frame.name == DATA_PLATE:
             return frame.dim
@@ -197,7 +197,7 @@ def flat_values(trace: poutine.Trace, names: Sequence[str], n: int, owner: str
     for name in names:
         site = trace.nodes[name]
         value, event = site["value"], len(site["fn"].event_shape)
-        dim = _data_dim(site, n, owner) - event
+        dim = _data_dim(site, owner) - event
         parts.append(value.movedim(dim, 0).reshape(n, -1))
     return torch.cat(parts, dim=1)
 
@@ -210,7 +210,7 @@ def per_datum_log_prob(trace: poutine.Trace, names: Sequence[str], n: int, owner
     for name in names:
         site = trace.nodes[name]
         lp = site["fn"].log_prob(site["value"]).float()
-        dim = _data_dim(site, n, owner)
+        dim = _data_dim(site, owner)
         lp = lp.expand(site["fn"].batch_shape) if lp.dim() < -dim else lp
         total = total + lp.movedim(dim, 0).reshape(n, -1).sum(1)
     return total
