@@ -102,8 +102,9 @@ def toys(args) -> None:
                   f"true NLL {r['true']:.3f}, excess {r['paired']['excess']:.3f} ± "
                   f"{r['paired']['excess_se']:.3f}; {r['epochs']} epochs {r['seconds']:.0f} s, "
                   f"AIS {r['ais_seconds']:.0f} s", flush=True)
-    seeds = "".join(map(str, args.seeds))
-    path = write_results(args.name or f"energy-toys-seeds{seeds}", {"runs": runs}, args.seeds)
+            seeds = "".join(map(str, args.seeds))  # written after every run: a slow machine
+            path = write_results(args.name or f"energy-toys-seeds{seeds}", {"runs": runs},
+                                 args.seeds)
     print(f"written {path}")
 
 
@@ -225,7 +226,8 @@ RECORDED_ANOMALY = {"A": [("anomaly-ab-rule", "ppca (latent, L=16)"),
                           ("anomaly-a-deep", "maf (flow, dequantised)")],
                     "B": [("anomaly-ab-rule", "ppca (latent)"),
                           ("anomaly-ab-rule", "maf (flow)"),
-                          ("anomaly-ab-rule", "vae (latent)")]}
+                          ("anomaly-b", "rnade (autoregressive)"),
+                          ("anomaly-b", "vae (latent)")]}
 
 
 def anomaly(args) -> None:
@@ -237,15 +239,16 @@ def anomaly(args) -> None:
         runs = protocols.run(protocol, args.seeds, "cpu",
                              only=[*EBM_DETECTORS[protocol], *ANOMALY_BASELINES])
         payload[protocol] = {"runs": runs, "detectors": EBM_DETECTORS[protocol]}
-        print(anomaly_table({protocol: payload[protocol]}, protocol), flush=True)
     seeds = "".join(map(str, args.seeds))
     path = write_results(args.name or f"energy-anomaly-seeds{seeds}", payload, args.seeds)
     print(f"written {path}")
+    for protocol in payload:
+        print(anomaly_table(payload, protocol), flush=True)
 
 
 def anomaly_table(payload: dict, protocol: str) -> str:
     """Mean AUROC over seeds (sd over seeds) of the EBM, the same run's baselines, and
-    ppgen's recorded rows."""
+    ppgen's recorded rows; ``payload[protocol]["runs"]`` may merge several runs (seeds)."""
     rows = []
 
     def add(name: str, runs: list[dict], source: str) -> None:
@@ -269,13 +272,13 @@ def anomaly_table(payload: dict, protocol: str) -> str:
 
 # --------------------------------------------------------------------------- (d) decoders
 #: (d) the models: a VAE (its benchmark recipe) and a DCGAN (the demo's short recipe)
-DECODER_MODELS = {"vae": {"model": {}, "fit": {}, "representation": "categorical"},
-                  "dcgan": {"model": {"r1": 1.0}, "fit": {"epochs": 20, "batch_size": 16},
+DECODER_MODELS = {"vae": {"model": {}, "fit": {"epochs": 60}, "representation": "categorical"},
+                  "dcgan": {"model": {"r1": 1.0}, "fit": {"epochs": 10, "batch_size": 16},
                             "representation": "continuous"}}
 #: (d) AIS: chains per image, path; the GAN's noise scale is chosen on validation images
-DECODER_AIS = {"num_distributions": 1000, "num_leapfrog": 5, "pilot_distributions": 100,
+DECODER_AIS = {"num_distributions": 300, "num_leapfrog": 3, "pilot_distributions": 50,
                "initial_step_size": 0.1}
-DECODER_CHAINS, DECODER_IMAGES = 16, 100
+DECODER_CHAINS, DECODER_IMAGES, VALIDATION_IMAGES = 16, 50, 20
 NOISE_SCALES = (0.03, 0.05, 0.1, 0.2)
 
 
@@ -315,8 +318,8 @@ def run_decoder(name: str, seed: int) -> dict:
         return out
     # the GAN: the noise scale with the best validation AIS (a short path), then the test
     shift = data.info.num_dims * math.log(data.info.num_levels)  # discrete bound: + 64 ln 17
-    short = AISSettings(**{**DECODER_AIS, "num_distributions": 200})
-    val = {s: _decoder_ais(model, data.val[:50], seed, s, short)["nll"] + shift
+    short = AISSettings(**{**DECODER_AIS, "num_distributions": 50})
+    val = {s: _decoder_ais(model, data.val[:VALIDATION_IMAGES], seed, s, short)["nll"] + shift
            for s in NOISE_SCALES}
     out["validation_nll_by_noise_scale"] = val
     out["noise_scale"] = min(val, key=val.get)
@@ -358,7 +361,7 @@ def decoders_table(names: list[str]) -> str:
                      f"{mean_sd([r['elbo'] for r in rs])}")
             label = "VAE decoder (encoder unused), categorical levels"
         else:
-            other = ("noise σ chosen on 50 val images: "
+            other = (f"noise σ chosen on {VALIDATION_IMAGES} val images: "
                      + ", ".join(str(r["noise_scale"]) for r in rs))
             label = "DCGAN generator + Gaussian noise N(G(z), σ² I), discrete bound"
         rows.append([label, ", ".join(str(r["seed"]) for r in rs), str(rs[0]["images"]),
@@ -377,20 +380,33 @@ def _verdict(value: float, target: float) -> str:
     return "met" if value <= target else "**missed**"
 
 
-TABLE_RESULTS = {"toys": ["energy-toys-seed0", "energy-toys-seeds12"],
-                 "digits": ["energy-digits-seeds012"],
-                 "anomaly": ["energy-anomaly-seeds012"],
-                 "decoders": ["energy-decoders-seeds0"]}
+TABLE_RESULTS = {"toys": ["energy-toys-seed0",
+                          *(f"energy-toys-seed{s}-{toy}" for s in (1, 2) for toy in TOY_FLOORS)],
+                 "digits": ["energy-digits-seed0", "energy-digits-seed1", "energy-digits-seed2"],
+                 "anomaly": ["energy-anomaly-b", "energy-anomaly-a-seed0",
+                             "energy-anomaly-a-seed1", "energy-anomaly-a-seed2"],
+                 "decoders": ["energy-decoders-vae-seed0", "energy-decoders-dcgan-seed0"]}
 RESULT_TABLES = {"toys": toys_table, "digits": digits_table, "decoders": decoders_table,
-                 "anomaly": lambda names: "\n\n".join(
-                     f"protocol {p}:\n" + anomaly_table(read_results(names[0]), p)
-                     for p in ("A", "B") if p in read_results(names[0]))}
+                 "anomaly": lambda names: _anomaly_tables(names)}
+
+
+def _anomaly_tables(names: list[str]) -> str:
+    """Protocols A and B, each merging the runs of every file that holds it."""
+    merged: dict = {}
+    for name in names:
+        for protocol, part in read_results(name).items():
+            if protocol in ("A", "B"):
+                runs = merged.setdefault(protocol, {"runs": {}})["runs"]
+                for method, rs in part["runs"].items():
+                    runs.setdefault(method, []).extend(rs)
+    return "\n\n".join(f"protocol {p}:\n" + anomaly_table(merged, p) for p in sorted(merged))
 
 
 def tables(args) -> None:
     for i, which in enumerate(args.tables):
         names = args.results or TABLE_RESULTS[which]
-        if not all((Path(__file__).parent / "results" / f"{n}.json").exists() for n in names):
+        names = [n for n in names if (Path(__file__).parent / "results" / f"{n}.json").exists()]
+        if not names:
             continue
         print(("\n" if i else "") + f"{which} ({', '.join(names)}):")
         print(RESULT_TABLES[which](names))
