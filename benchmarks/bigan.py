@@ -23,7 +23,7 @@
     python benchmarks/bigan.py digits --seeds 0 1 2 --epochs 80
     python benchmarks/bigan.py digits --seeds 0 --epochs 80 --encoder stochastic \\
         --name bigan-digits-stochastic       # and --seeds 1 2 --name bigan-digits-stochastic-s12
-    python benchmarks/bigan.py digits --seeds 0 --epochs 200 --name bigan-digits-long
+    python benchmarks/bigan.py digits --seeds 0 --epochs 200 --name bigan-digits-long  # -s1, -s2
     python benchmarks/bigan.py avb --seeds 0 1 2
     python benchmarks/bigan.py table
 """
@@ -294,7 +294,8 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("--digits", nargs="+", help="result files (those that exist are read)",
                    default=["bigan-digits", "bigan-digits-stochastic",
-                            "bigan-digits-stochastic-s12", "bigan-digits-long"])
+                            "bigan-digits-stochastic-s12", "bigan-digits-long",
+                            "bigan-digits-long-s1", "bigan-digits-long-s2"])
     t.add_argument("--avb", default="avb-conjugate")
     args = parser.parse_args()
     torch.set_num_threads(1)
