@@ -185,7 +185,8 @@ def _verdict(rows: list[list[float]]) -> str:
     error, identity, _, content, _, domain, _ = means
     checks = [("error < identity/2", error < identity / 2), ("content ≥ 90%", content >= 0.9),
               ("domain ≥ 95%", domain >= 0.95)]
-    return "; ".join(f"{name}: {'met' if ok else '**missed**'}" for name, ok in checks)
+    verdict = "; ".join(f"{name}: {'met' if ok else '**missed**'}" for name, ok in checks)
+    return verdict + (" (error above the best constant's)" if error > means[2] else "")
 
 
 def table(args: argparse.Namespace) -> None:
