@@ -2,19 +2,21 @@
 
 Makhzani et al., 2016, "Adversarial Autoencoders" (arXiv:1511.05644), Sec. 2: every batch runs
 
-1. the *reconstruction phase* — encoder and decoder minimise ``E -log p(x | z = enc(x))`` (plus,
-   for a semi-supervised model, ``λ_s`` times the class loss ``-log q(y | x)`` on the rows with
-   a label);
+1. the *reconstruction phase* — encoder and decoder minimise ``E -log p(x | z = enc(x))``;
 2. the *regularisation phase* — the latent critic ``D`` learns to tell prior draws ``z ~ p(z)``
    (real) from codes ``enc(x)`` (fake), then the encoder, as ``D``'s generator, minimises
-   ``λ_r`` times the generator loss on its codes.
+   ``λ_r`` times the generator loss on its codes;
+3. for a semi-supervised model, the *semi-supervised classification phase* (Sec. 5) — the
+   encoder minimises ``λ_s`` times the class loss ``-log q(y | x)`` on the rows with a label.
 
 The players are the engine's parameter groups ``"autoencoder"`` (encoder and decoder),
-``"critic"`` and ``"encoder"``; :meth:`AdversarialAutoencoding.updates` schedules
-``("autoencoder",)``, ``("critic",)``, ``("encoder",)`` every step, so the engine alone zeroes,
-back-propagates and steps. The encoder sits in two groups on purpose: each phase has its own
-optimiser, as in the paper, so Adam's moments of the reconstruction gradients (nats per image,
-large) do not shrink the regularisation steps to nothing. The losses
+``"critic"``, ``"encoder"`` and ``"classifier"`` (the encoder again);
+:meth:`AdversarialAutoencoding.updates` schedules ``("autoencoder",)``, ``("critic",)``,
+``("encoder",)`` and ``("classifier",)`` every step (the last only does something for a model
+with partial labels), so the engine alone zeroes, back-propagates and steps. The encoder sits in
+several groups on purpose: each phase has its own optimiser, as in the paper, so Adam's moments
+of the reconstruction gradients (nats per image, large) do not shrink the other phases' steps to
+nothing. The losses
 are the adversarial objective's (:func:`~ppgen.inference.adversarial.critic_losses`,
 :func:`~ppgen.inference.adversarial.generator_loss`, the optional gradient penalty).
 
@@ -30,7 +32,7 @@ Example:
     ...           network={"hidden_dims": (8,), "critic_dims": (8,)})
     >>> objective = AdversarialAutoencoding()
     >>> sorted(objective.param_groups(aae))
-    ['autoencoder', 'critic', 'encoder']
+    ['autoencoder', 'classifier', 'critic', 'encoder']
 """
 
 from __future__ import annotations
@@ -88,16 +90,16 @@ class AdversarialAutoencoding(Objective):
 
     # ----------------------------------------------------------------- players
     def param_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
-        """``{"autoencoder": encoder + decoder, "critic": ..., "encoder": ...}`` (the encoder
-        twice: one optimiser per phase)."""
+        """``{"autoencoder": encoder + decoder, "critic": ..., "encoder": ..., "classifier":
+        ...}`` (the encoder in three: one optimiser per phase)."""
         encoder = list(model.encoder_parameters())
         return {"autoencoder": [*encoder, *model.decoder_parameters()],
                 "critic": list(model.critic.parameters()),
-                "encoder": encoder}
+                "encoder": encoder, "classifier": list(encoder)}
 
     def updates(self, step: int, groups: tuple[str, ...]) -> list[tuple[str, ...]]:
-        """Reconstruction, then the critic, then the encoder as the critic's generator."""
-        return [("autoencoder",), ("critic",), ("encoder",)]
+        """Reconstruction, the critic, the encoder as the critic's generator, the classifier."""
+        return [("autoencoder",), ("critic",), ("encoder",), ("classifier",)]
 
     def ema_parameters(self, model: nn.Module) -> Iterable[tuple[str, nn.Parameter]]:
         """The autoencoder's parameters (the critic is never averaged)."""
@@ -114,18 +116,25 @@ class AdversarialAutoencoding(Objective):
                 return self.critic_step(model, batch)
             if context.update == ("encoder",):
                 return self.regularization_step(model, batch)
+            if context.update == ("classifier",):
+                return self.classification_step(model, batch, kwargs)
             return self.reconstruction_step(model, batch, kwargs)
 
     def reconstruction_step(self, model: nn.Module, batch: torch.Tensor,
                             kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{"loss": mean reconstruction NLL (+ λ_s class loss), "reconstruction": ...}``."""
+        """``{"loss": mean reconstruction NLL, "reconstruction": ...}``."""
         nll = model.reconstruction_nll(batch, **_decoder_kwargs(model, kwargs)).mean()
-        out = {"reconstruction": nll.detach()}
+        return {"loss": nll, "reconstruction": nll.detach()}
+
+    def classification_step(self, model: nn.Module, batch: torch.Tensor,
+                            kwargs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": λ_s × the class loss of the labelled rows}`` for a model with partial
+        labels; otherwise a zero loss that still reaches the encoder (no step changes it: Adam
+        moves nothing on a zero gradient)."""
         if "y" in kwargs and model.categorical:
             classes = model.class_nll(batch, kwargs["y"])
-            out["classification"] = classes.detach()
-            return {"loss": nll + self.supervision * classes, **out}
-        return {"loss": nll, **out}
+            return {"loss": self.supervision * classes, "classification": classes.detach()}
+        return {"loss": 0.0 * model.codes(batch, sample=False)[0].sum()}
 
     def critic_step(self, model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"loss": critic loss on prior draws (real) vs codes (fake), "gap": ...}``."""

@@ -164,13 +164,17 @@ class AAE(GenerativeModel):
     default_objective = "aae"
     objective_defaults: ClassVar[dict[str, Any]] = {
         "loss": "non-saturating", "regularization": 1.0, "supervision": 1.0}
-    #: Adam for the three players with GAN betas; fixed epochs (no early stopping: the
-    #: validation loss, the reconstruction NLL, does not see the prior matching)
-    fit_defaults: ClassVar[dict[str, Any]] = {
-        "optimizer": {g: {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999]}
-                      for g in ("autoencoder", "critic", "encoder")},
-        "batch_size": 100, "epochs": 150,
-    }
+    @property
+    def fit_defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        """Adam for every phase with GAN betas (lr 1e-3; the encoder's regularisation phase
+        1e-4 for a categorical code: at an equal rate the softmax codes collapse onto one class
+        on the digits), batches of 100 and fixed epochs (no early stopping: the validation
+        loss, the reconstruction NLL, does not see the prior matching)."""
+        groups = ("autoencoder", "critic", "encoder", "classifier")
+        optimizer = {g: {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999]} for g in groups}
+        if self.categorical:
+            optimizer["encoder"]["lr"] = 1e-4
+        return {"optimizer": optimizer, "batch_size": 100, "epochs": 150}
 
     def __init__(
         self,
