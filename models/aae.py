@@ -52,7 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ppgen.conditions import Condition, Conditions
-from ppgen.data.validate import as_tensor, validate, value_range
+from ppgen.data.validate import as_tensor, value_range
 from ppgen.errors import DataError, ModelError
 from ppgen.models.aae_priors import (
     CategoricalProduct,
@@ -425,9 +425,7 @@ class AAE(GenerativeModel):
         Raises:
             DataError: wrong shape, NaN/inf, or values outside the likelihood's support.
         """
-        kind = "continuous" if self.likelihood == "gaussian" else self.likelihood
-        return validate(x, kind, num_levels=self.num_levels, event_shape=(self.num_dims,),
-                        name=name)
+        return self._observation.check(x, name)
 
     @classmethod
     def for_data(cls, info: DataInfo, **kwargs: Any) -> AAE:

@@ -44,7 +44,6 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ppgen.data.validate import validate
 from ppgen.errors import ModelError
 from ppgen.models.autoregressive import eval_mode
 from ppgen.models.vae import VAE_LIKELIHOODS, ObservationHead, _gaussian_params, mlp
@@ -259,9 +258,7 @@ class LadderVAE(GenerativeModel):
         Raises:
             DataError: wrong shape, NaN/inf, or values outside the likelihood's support.
         """
-        kind = "continuous" if self.likelihood == "gaussian" else self.likelihood
-        return validate(x, kind, num_levels=self.num_levels, event_shape=(self.num_dims,),
-                        name=name)
+        return self._observation.check(x, name)
 
     @classmethod
     def for_data(cls, info: DataInfo, **kwargs: Any) -> LadderVAE:

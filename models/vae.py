@@ -364,10 +364,7 @@ class VAE(GenerativeModel):
         Raises:
             DataError: wrong shape, NaN/inf, or values outside the likelihood's support.
         """
-        kind = "continuous" if self.likelihood == "gaussian" else self.likelihood
-        return validate(
-            x, kind, num_levels=self.num_levels, event_shape=(self.num_dims,), name=name
-        )
+        return self._observation.check(x, name)
 
     @classmethod
     def for_data(cls, info: DataInfo, **kwargs: Any) -> VAE:
@@ -451,6 +448,17 @@ class ObservationHead:
             return dist.Bernoulli(logits=h).to_event(1)
         loc, raw_scale = h.chunk(2, dim=-1)
         return dist.Normal(loc, F.softplus(raw_scale) + self.min_scale).to_event(1)
+
+    def check(self, x: Any, name: str = "data") -> torch.Tensor:
+        """Validate data ``x: [N, D]`` for this observation model: integer levels ``0..K-1``,
+        0/1, or reals (the models of the VAE family's ``check_data``).
+
+        Raises:
+            DataError: wrong shape, NaN/inf, or values outside the likelihood's support.
+        """
+        kind = "continuous" if self.likelihood == "gaussian" else self.likelihood
+        return validate(x, kind, num_levels=self.num_levels, event_shape=(self.num_dims,),
+                        name=name)
 
     def mean(self, fn: dist.TorchDistribution) -> torch.Tensor:
         """``E[x | h]`` ``[..., D]`` of a distribution made by this head: the expected level
