@@ -49,6 +49,7 @@ from ppgen.inference.adversarial import (
     recognition_loss,
 )
 from ppgen.objective import LossModule, Objective, StepContext
+from ppgen.protocol import GenerativeModel
 
 __all__ = ["Translation", "HistoryBuffer", "other_domains", "TRANSLATION_OBJECTIVES"]
 
@@ -155,10 +156,9 @@ class Translation(Objective):
 
     def forward(self, model: nn.Module) -> LossModule:
         """Bind to ``model``, sizing the history buffer for its images."""
-        for name in ("translate_rows", "num_domains"):
-            if not hasattr(model, name):
-                raise ModelError(f"the translation objective trains translation models "
-                                 f"(CycleGAN, StarGAN); {type(model).__name__} has no {name}")
+        if not isinstance(model, GenerativeModel) or model.num_domains < 2:
+            raise ModelError(f"the translation objective trains translation models "
+                             f"(CycleGAN, StarGAN); {type(model).__name__} has no domains")
         self.pool.allocate(tuple(model.event_shape), next(model.parameters()))
         return super().forward(model)
 

@@ -155,6 +155,20 @@ class GenerativeModel(pyro.nn.PyroModule):
         """
         return None
 
+    # ----------------------------------------------------------------- translation
+    @property
+    def num_domains(self) -> int:
+        """``K``, the domains a translation model maps between (CycleGAN, StarGAN); ``0`` for
+        every other model (what the translation objective checks before training)."""
+        return 0
+
+    def translate_rows(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Differentiable translations ``[N, *event_shape]`` of rows ``x`` into the domains
+        ``target: [N]`` (``long`` indices), what the translation objective trains. Default:
+        the model translates nothing (``ModelError``)."""
+        raise ModelError(f"{type(self).__name__} is not a translation model (CycleGAN, "
+                         "StarGAN): it has no domains to translate between")
+
     # ----------------------------------------------------------------- representation
     def encode(self, x: Any) -> torch.Tensor:
         """Features ``[N, F]`` of data ``x: [N, *event_shape]`` (no gradient, no dropout): what

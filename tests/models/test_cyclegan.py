@@ -184,3 +184,13 @@ def test_fit_save_load_and_an_exact_resume(small, tmp_path):
     assert isinstance(loaded, CycleGAN) and loaded.domains == ("original", "inverted")
     x = small.val[:4]
     assert torch.equal(loaded.translate(x, "inverted"), whole.eval().translate(x, "inverted"))
+
+
+def test_the_translation_objective_refuses_a_model_without_domains():
+    from ppgen.models import GAN
+
+    with pytest.raises(ppgen.ModelError, match="trains translation models"):
+        Translation()(GAN(4, latent_dim=2, hidden_dims=(8,), critic_dims=(8,)))
+    with pytest.raises(ppgen.ModelError, match="not a translation model"):
+        GAN(4, latent_dim=2, hidden_dims=(8,), critic_dims=(8,)).translate_rows(
+            torch.zeros(1, 4), torch.zeros(1, dtype=torch.long))
