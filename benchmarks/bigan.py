@@ -41,7 +41,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
+import avb_conjugate as avb  # noqa: E402
 from common import RESULTS, markdown_table, mean_sd, read_results, write_results  # noqa: E402
 
 import ppgen  # noqa: E402
@@ -152,45 +154,10 @@ def _dcgan_reference() -> dict | None:
 
 
 # --------------------------------------------------------------------------- (b) avb
-SIGMA = 0.5
 GRID = torch.linspace(-1.5, 1.5, 7).unsqueeze(1)
-
-
-def conjugate_model(x):
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 1), 1.0).to_event(1))
-        pyro.sample("x", dist.Normal(z, SIGMA).to_event(1), obs=x)
-
-
-class NoiseGuide(nn.Module):
-    """Implicit: ``z = f([x, eps])``, ``eps ~ N(0, I_2)``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 1))
-
-    def forward(self, x):
-        with pyro.plate("data", x.shape[0]):
-            eps = pyro.sample("eps", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
-            return pyro.sample("z", dist.Delta(self.net(torch.cat([x, eps], -1))).to_event(1))
-
-
-class GaussianGuide(nn.Module):
-    """Amortised Gaussian: ``z ~ N(m(x), s(x)²)`` with an MLP."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 2))
-
-    def forward(self, x):
-        loc, scale = self.net(x).chunk(2, -1)
-        with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", dist.Normal(loc, nn.functional.softplus(scale)).to_event(1))
-
-
-def conjugate_data(n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 1, generator=g) + SIGMA * torch.randn(n, 1, generator=g)
+#: the conjugate model, its guides and its data are examples/avb_conjugate.py's
+conjugate_model, NoiseGuide, GaussianGuide = avb.model, avb.ImplicitGuide, avb.GaussianGuide
+conjugate_data, SIGMA = avb.simulate, avb.SIGMA
 
 
 def posterior_errors(pair: ProgramPair) -> dict:
